@@ -1,0 +1,23 @@
+# The two commands of the README. Each works on a fresh machine with only Python >= 3.11:
+# it creates .venv if missing, installs dlapps with what it needs, then runs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m dlapps.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q --durations=15
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

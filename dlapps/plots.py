@@ -1,0 +1,91 @@
+"""Figures written by runs: learning curves, predicted-vs-true, confusion matrices, image grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def learning_curves(history: dict[str, list], path: Path, title: str = "") -> Path:
+    """One panel per metric, training and validation together; phase boundaries dashed."""
+    names = [k for k in history if not k.startswith("val_") and k not in ("phase", "learning_rate")
+             and history[k] and isinstance(history[k][0], (int, float))]
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.2 * max(1, len(names)), 3.4), squeeze=False)
+    phases = history.get("phase", [])
+    for ax, name in zip(axes[0], names):
+        epochs = np.arange(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], label="train")
+        if f"val_{name}" in history:
+            ax.plot(epochs[: len(history[f'val_{name}'])], history[f"val_{name}"], label="validation")
+        for i in range(1, len(phases)):
+            if phases[i] != phases[i - 1]:
+                ax.axvline(i + 0.5, color="grey", linestyle="--", linewidth=1)
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def predicted_vs_true(y_true, y_pred, path: Path, unit: str = "") -> Path:
+    """Scatter of predictions against targets with the identity line."""
+    y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
+    fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    ax.scatter(y_true, y_pred, s=6, alpha=0.4)
+    low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    ax.plot([low, high], [low, high], color="black", linewidth=1)
+    ax.set_xlabel(f"true {unit}".strip())
+    ax.set_ylabel(f"predicted {unit}".strip())
+    ax.set_title("predicted vs true")
+    return _save(fig, path)
+
+
+def confusion_matrix(y_true, y_pred, class_names: Sequence[str], path: Path, title: str = "") -> Path:
+    """A labelled confusion matrix (counts, rows = true class)."""
+    n = len(class_names)
+    matrix = np.zeros((n, n), dtype=int)
+    for t, p in zip(np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()):
+        matrix[int(t), int(p)] += 1
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    ax.imshow(matrix, cmap="Blues")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                    color="white" if matrix[i, j] > matrix.max() / 2 else "black", fontsize=8)
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "confusion matrix")
+    return _save(fig, path)
+
+
+def image_grid(images, path: Path, titles: Sequence[str] | None = None, columns: int = 8) -> Path:
+    """A grid of images (N, H, W[, C]) in [0, 1] or uint8, with optional titles."""
+    images = np.asarray(images)
+    rows = int(np.ceil(len(images) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.45 * rows), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i < len(images):
+            image = images[i].squeeze()
+            ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=7)
+    return _save(fig, path)

@@ -1,0 +1,1 @@
+"""The tasks: one package each, exposing `TASK` (see dlapps.task)."""

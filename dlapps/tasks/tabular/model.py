@@ -1,0 +1,152 @@
+"""The tabular MLP: raw columns in (preprocessing layers inside), the target in its own units out."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from dlapps.errors import UserError
+from dlapps.layers import ImputeMissing
+from dlapps.tasks.tabular.data import Config, to_columns
+from dlapps.training import batched, make_optimizer
+
+
+def preprocessing(info: dict) -> tuple[dict, keras.KerasTensor]:
+    """(raw inputs by column, their encoded concatenation): normalise numbers, encode strings."""
+    inputs, encoded = {}, []
+    for column, kind in info["kinds"].items():
+        name = _safe(column)
+        if kind == "numeric":
+            inputs[column] = keras.Input(shape=(1,), name=name, dtype="float32")
+            stats = info["stats"][column]
+            normalized = keras.layers.Normalization(
+                mean=stats["mean"], variance=max(stats["variance"], 1e-12), name=f"{name}_norm")(inputs[column])
+            encoded.append(ImputeMissing(0.0, name=f"{name}_impute")(normalized))
+        else:
+            inputs[column] = keras.Input(shape=(1,), name=name, dtype="string")
+            vocabulary = info["stats"][column]["vocabulary"]
+            if len(vocabulary) + 1 <= info.get("one_hot_max", 12):
+                lookup = keras.layers.StringLookup(vocabulary=vocabulary, output_mode="one_hot",
+                                                   name=f"{name}_onehot")
+                encoded.append(lookup(inputs[column]))
+            else:
+                ids = keras.layers.StringLookup(vocabulary=vocabulary, name=f"{name}_ids")(inputs[column])
+                embedded = keras.layers.Embedding(len(vocabulary) + 1, info.get("embedding_dim", 8),
+                                                  name=f"{name}_embedding")(ids)
+                encoded.append(keras.layers.Flatten(name=f"{name}_flat")(embedded))
+    features = encoded[0] if len(encoded) == 1 else keras.layers.Concatenate(name="features")(encoded)
+    return inputs, features
+
+
+def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
+    """A compiled MLP regressor; `hp` (KerasTuner) may choose units, depth, dropout, l2, optimizer."""
+    units = hp.Int("units", 32, 512, step=32, default=cfg.units) if hp else cfg.units
+    depth = hp.Int("depth", 1, 6, default=cfg.depth) if hp else cfg.depth
+    dropout = hp.Float("dropout", 0.0, 0.5, step=0.05, default=cfg.dropout) if hp else cfg.dropout
+    l2 = hp.Float("l2", 1e-7, 1e-2, sampling="log", default=max(cfg.l2, 1e-7)) if hp else cfg.l2
+    batch_norm = hp.Boolean("batch_norm", default=cfg.batch_norm) if hp else cfg.batch_norm
+    activation = (hp.Choice("activation", ["relu", "gelu", "selu", "elu", "tanh", "swish"],
+                            default=cfg.activation) if hp else cfg.activation)
+
+    inputs, x = preprocessing({**info, "one_hot_max": cfg.one_hot_max, "embedding_dim": cfg.embedding_dim})
+    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
+    for i in range(depth):
+        x = keras.layers.Dense(units, kernel_initializer=cfg.kernel_initializer,
+                               kernel_regularizer=regularizer, use_bias=not batch_norm, name=f"dense_{i}")(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(name=f"batch_norm_{i}")(x)
+        x = keras.layers.Activation(activation, name=f"{activation}_{i}")(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    standardized = keras.layers.Dense(1, dtype="float32", name="standardized_prediction")(x)
+    # Back to the target's own units, so predictions and metrics read in (e.g.) USD.
+    prediction = keras.layers.Rescaling(scale=info["target_std"], offset=info["target_mean"],
+                                        dtype="float32", name=_safe(info["target"]))(standardized)
+    model = keras.Model(inputs, prediction, name="tabular_mlp")
+    if cfg.loss not in ("mse", "huber"):
+        raise UserError(f"loss {cfg.loss!r}: choose mse or huber")
+    # The loss is computed in target units and scaled by 1/std^2 (1/std for huber's linear part):
+    # the same optimisation as on a standardised target, while metrics stay in target units.
+    scale = info["target_std"] or 1.0
+    loss = (keras.losses.MeanSquaredError() if cfg.loss == "mse" else keras.losses.Huber(delta=scale))
+    model.compile(optimizer=make_optimizer(cfg, info, hp), loss=loss,
+                  loss_weights=1.0 / (scale ** 2 if cfg.loss == "mse" else scale),
+                  metrics=[keras.metrics.RootMeanSquaredError(name="rmse"),
+                           keras.metrics.MeanAbsoluteError(name="mae")])
+    return model
+
+
+def _safe(name: str) -> str:
+    """A column name usable as a Keras layer name."""
+    return "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in str(name)) or "column"
+
+
+def _predictions(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    x_and_y = list(batched(dataset, 1024).as_numpy_iterator())
+    if not x_and_y:
+        return np.zeros(0), np.zeros(0)
+    y_true = np.concatenate([y for _, y in x_and_y])
+    y_pred = np.concatenate([model.predict_on_batch(x) for x, _ in x_and_y]).ravel()
+    return y_true, y_pred
+
+
+def evaluate(model: keras.Model, data, cfg: Config) -> dict[str, float]:
+    """RMSE, MAE and R^2 on the test split, in the target's units."""
+    y_true, y_pred = _predictions(model, data.test)
+    if len(y_true) == 0:
+        raise UserError("no rows to evaluate")
+    error = y_pred - y_true
+    total = float(np.sum((y_true - y_true.mean()) ** 2))
+    return {"rmse": float(np.sqrt(np.mean(error ** 2))), "mae": float(np.mean(np.abs(error))),
+            "r2": 1.0 - float(np.sum(error ** 2)) / total if total > 0 else 0.0,
+            "rmse_predicting_mean": float(np.sqrt(np.mean((y_true - data.info["target_mean"]) ** 2))),
+            "n": int(len(y_true))}
+
+
+def make_plots(model: keras.Model, data, cfg: Config, plots_dir: Path) -> list[Path]:
+    """Predicted-vs-true scatter on the test split."""
+    from dlapps import plots
+
+    y_true, y_pred = _predictions(model, data.test)
+    return [plots.predicted_vs_true(y_true, y_pred, Path(plots_dir) / "predicted_vs_true.png",
+                                    unit=f"({data.info['target']})")]
+
+
+def parse_rows(inputs: list[str], info: dict) -> pd.DataFrame:
+    """Raw CSV rows (in the training file's column order, target optional) or CSV files -> frame."""
+    file_columns = info["file_columns"]
+    features = [c for c in file_columns if c != info["target"]]
+    frames = []
+    for item in inputs:
+        if item.lower().endswith((".csv", ".tsv")) and Path(item).exists():
+            from dlapps.data import read_table
+
+            frames.append(read_table(item))
+            continue
+        fields = next(csv.reader(io.StringIO(item), skipinitialspace=True))
+        if len(fields) == len(file_columns):
+            frames.append(pd.DataFrame([fields], columns=file_columns))
+        elif len(fields) == len(features):
+            frames.append(pd.DataFrame([fields], columns=features))
+        else:
+            raise UserError(f"row {item!r} has {len(fields)} fields; expected {len(features)} "
+                            f"({', '.join(features)})")
+    frame = pd.concat(frames, ignore_index=True).replace({"": None})
+    for column, kind in info["kinds"].items():
+        if kind == "numeric" and column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config) -> list[str]:
+    """Predicted target for each raw CSV row (or every row of each CSV file given)."""
+    if not inputs:
+        raise UserError("give CSV rows (quoted) or a .csv file to predict")
+    frame = parse_rows(inputs, info)
+    predictions = model.predict(to_columns(frame, info["kinds"]), verbose=0).ravel()
+    return [f"{info['target']} = {value:,.4g}" for value in predictions]

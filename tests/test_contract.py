@@ -1,0 +1,47 @@
+"""The Task contract, checked on every registered task with its smoke profile."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+import dlapps
+from dlapps import config, training
+from dlapps.task import Task
+
+
+@pytest.mark.parametrize("name", dlapps.list_tasks())
+def test_task_contract(name, runs):
+    task = dlapps.get_task(name)
+    assert isinstance(task, Task) and task.name == name and task.summary
+    assert dataclasses.is_dataclass(task.Config)
+    cfg = config.resolve(task, "smoke")
+    data = task.load_data(cfg)
+    # Unbatched datasets whose element spec the model accepts; info is JSON-serialisable.
+    assert data.train is not None and data.test is not None
+    json.dumps(data.info)
+    result = training.train(task, cfg, **runs)
+    for split in ("test", "val"):
+        for key, value in result.metrics.get(split, {}).items():
+            if isinstance(value, float):
+                assert math.isfinite(value), (split, key, value)
+    for name_ in ("config.json", "info.json", "history.csv", "metrics.json", "model.keras",
+                  "plots/learning_curves.png"):
+        assert (result.run_dir / name_).exists(), name_
+    # Save/load round trip: identical predictions on the same raw batch.
+    loaded, _ = training.load_model(result.run_dir / "model.keras")
+    batch = next(iter(training.batched(data.test.map(lambda *xs: xs[0]), 8)))
+    np.testing.assert_allclose(np.asarray(result.model.predict_on_batch(batch)),
+                               np.asarray(loaded.predict_on_batch(batch)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", dlapps.list_tasks())
+def test_recipe_profiles_resolve(name):
+    task = dlapps.get_task(name)
+    for profile in config.PROFILES:
+        cfg = config.resolve(task, profile)
+        assert isinstance(cfg, task.Config)
