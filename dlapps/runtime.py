@@ -49,7 +49,10 @@ def setup(runtime: Runtime):
     import keras
     import tensorflow as tf
 
-    if n_cpus is not None:
+    # Collective ops must be configured before anything initialises TensorFlow's context.
+    strategy = _multiworker_strategy() if runtime.strategy == "multiworker" else None
+
+    if n_cpus is not None and strategy is None:
         cpus = tf.config.list_physical_devices("CPU")
         wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(n_cpus)]
         try:
@@ -67,13 +70,15 @@ def setup(runtime: Runtime):
         keras.utils.set_random_seed(runtime.seed)
     if runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
-    return make_strategy(runtime.strategy, n_cpus)
+    return strategy or make_strategy(runtime.strategy, n_cpus)
 
 
 def make_strategy(name: str, n_cpus: int | None = None):
     """The tf.distribute strategy called `name` (see STRATEGIES)."""
     import tensorflow as tf
 
+    if name == "multiworker":
+        return _multiworker_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         if _tpu_hinted():
@@ -91,23 +96,29 @@ def make_strategy(name: str, n_cpus: int | None = None):
         if gpus:
             return tf.distribute.MirroredStrategy()
         return _mirrored_on_cpus()
-    if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise UserError("--strategy multiworker needs the TF_CONFIG environment variable "
-                            "(cluster and task); see the README's multi-worker section")
-        try:
-            json.loads(os.environ["TF_CONFIG"])
-        except json.JSONDecodeError:
-            raise UserError("TF_CONFIG is not valid JSON") from None
-        from dlapps import compat
-
-        compat.patch_multiworker()
-        options = tf.distribute.experimental.CommunicationOptions(
-            implementation=tf.distribute.experimental.CommunicationImplementation.RING)
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if name == "tpu":
         return _tpu_strategy(required=True)
     raise UserError(f"--strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
+
+
+def _multiworker_strategy():
+    """MultiWorkerMirroredStrategy from TF_CONFIG; must be created before TensorFlow initialises."""
+    import tensorflow as tf
+
+    if "TF_CONFIG" not in os.environ:
+        raise UserError("--strategy multiworker needs the TF_CONFIG environment variable "
+                        "(cluster and task); see the README's multi-worker section")
+    try:
+        json.loads(os.environ["TF_CONFIG"])
+    except json.JSONDecodeError:
+        raise UserError("TF_CONFIG is not valid JSON") from None
+    from dlapps import compat
+
+    compat.patch_multiworker()
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as err:
+        raise UserError(f"--strategy multiworker: {err}; start it in a fresh process") from None
 
 
 def _mirrored_on_cpus():

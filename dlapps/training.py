@@ -211,19 +211,22 @@ def train(task: Task, cfg, runtime: Runtime = Runtime(), runs_root: str | Path =
             break
     seconds = time.perf_counter() - start
 
-    metrics = {"test": task.evaluate(model, data, cfg)}
+    model.save(run_dir / "model.keras")
+    # A model built under a multi-replica strategy runs predict_on_batch on every replica (and
+    # every worker) and concatenates the copies; evaluate a local copy of it instead.
+    eval_model = load_model(run_dir / "model.keras")[0] if replicas > 1 else model
+    metrics = {"test": task.evaluate(eval_model, data, cfg)}
     if data.val is not None:
-        metrics["val"] = task.evaluate(model, dataclasses.replace(data, test=data.val), cfg)
+        metrics["val"] = task.evaluate(eval_model, dataclasses.replace(data, test=data.val), cfg)
     metrics.update(epochs=len(history.get("loss", [])), train_seconds=round(seconds, 1),
                    replicas=replicas, global_batch_size=global_batch_size)
     _write_json(run_dir / "metrics.json", metrics)
-    model.save(run_dir / "model.keras")
     from dlapps import plots
 
     (run_dir / "plots").mkdir(exist_ok=True)
     plots.learning_curves(history, run_dir / "plots" / "learning_curves.png", title=task.name)
     if task.make_plots:
-        task.make_plots(model, data, cfg, run_dir / "plots")
+        task.make_plots(eval_model, data, cfg, run_dir / "plots")
     if save and chief:
         save_model_card(task, cfg, run_dir, saved_dir, metrics, info, runtime)
     if not quiet:

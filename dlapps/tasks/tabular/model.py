@@ -148,5 +148,8 @@ def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config) -> l
     if not inputs:
         raise UserError("give CSV rows (quoted) or a .csv file to predict")
     frame = parse_rows(inputs, info)
-    predictions = model.predict(to_columns(frame, info["kinds"]), verbose=0).ravel()
+    import tensorflow as tf
+
+    columns = {name: tf.constant(values) for name, values in to_columns(frame, info["kinds"]).items()}
+    predictions = np.asarray(model.predict_on_batch(columns)).ravel()
     return [f"{info['target']} = {value:,.4g}" for value in predictions]

@@ -1,0 +1,108 @@
+"""The tabular task: learning, raw-row round trip, CSV handling and every data error."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dlapps
+from dlapps import config, training
+from dlapps.errors import UserError
+from dlapps.runtime import Runtime
+
+TASK = dlapps.get_task("tabular")
+
+
+def smoke(**overrides):
+    return config.resolve(TASK, "smoke", overrides)
+
+
+def mixed_csv(path, rows=300, seed=0):
+    """A CSV with a numeric target that depends on a number, a category and a column with gaps."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=rows)
+    colour = rng.choice(["red", "green", "blue"], size=rows)
+    gappy = rng.normal(size=rows)
+    target = 3 * x + np.select([colour == "red", colour == "green"], [5.0, -5.0], 0.0) + gappy
+    gappy[rng.random(rows) < 0.2] = np.nan
+    frame = pd.DataFrame({"x": x, "colour": colour, "gappy": gappy, "price": 100 + 10 * target})
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_smoke_training_learns(runs):
+    result = training.train(TASK, smoke(), **runs)
+    history = result.history
+    assert history["val_loss"][-1] < 0.8 * history["val_loss"][0]
+    test = result.metrics["test"]
+    assert test["rmse"] < 0.85 * test["rmse_predicting_mean"]
+    assert (result.run_dir / "plots" / "predicted_vs_true.png").exists()
+
+
+def test_csv_with_categories_and_missing_values_round_trips_raw_rows(tmp_path, runs):
+    path = mixed_csv(tmp_path / "prices.csv")
+    cfg = smoke(data=str(path), target="price", epochs=60, learning_rate=0.01)
+    result = training.train(TASK, cfg, **runs)
+    test = result.metrics["test"]
+    assert test["r2"] > 0.8, test  # the category and the gaps are used, not ignored
+    rows = ["0.5,red,,", "0.5,blue,1.0", "-1,green,"]
+    before = TASK.predict(result.model, rows, result.data.info, cfg)
+    loaded, info = training.load_model(result.run_dir / "model.keras")
+    after = TASK.predict(loaded, rows, info, cfg)
+    assert before == after and len(after) == 3
+    red, blue = (float(line.split("=")[1].replace(",", "")) for line in after[:2])
+    assert red - blue > 20  # 'red' adds +5 * 10 to the price in the generator
+
+
+def test_same_seed_deterministic_runs_give_identical_metrics(runs, tmp_path):
+    runtime = Runtime(deterministic=True, seed=7)
+    first = training.train(TASK, smoke(epochs=5), runtime, **{**runs, "runs_root": tmp_path / "a"})
+    second = training.train(TASK, smoke(epochs=5), runtime, **{**runs, "runs_root": tmp_path / "b"})
+    assert first.metrics["test"] == second.metrics["test"]
+
+
+def test_mirrored_strategy_on_two_logical_cpus(runs):
+    result = training.train(TASK, smoke(epochs=5), Runtime(strategy="mirrored", devices="cpu:2"), **runs)
+    assert result.metrics["replicas"] == 2
+    assert result.metrics["global_batch_size"] == 2 * smoke().batch_size
+    assert result.metrics["test"]["rmse"] < result.metrics["test"]["rmse_predicting_mean"]
+
+
+def test_evaluate_a_saved_model_on_a_whole_file(tmp_path, runs):
+    path = mixed_csv(tmp_path / "prices.csv")
+    cfg = smoke(data=str(path), target="price", epochs=30)
+    result = training.train(TASK, cfg, **runs)
+    other = mixed_csv(tmp_path / "other.csv", rows=50, seed=1)
+    metrics = training.evaluate(TASK, result.run_dir / "model.keras", dataclasses.replace(cfg, data=str(other)))
+    assert metrics["n"] == 50 and np.isfinite(metrics["rmse"])
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "is empty"),
+    ("a,b\n", "no rows"),
+    ("a,b\n1,2\n", "target column 'price' not in the data"),
+    ("a,price\n1,cheap\n2,dear\n", "not numeric"),
+    ("a,b,price\n1,,3\n2,,4\n", "column 'b' has no values"),
+    ("price\n1\n2\n", "no feature columns"),
+])
+def test_bad_csv_files_give_clear_errors(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(UserError, match=message):
+        TASK.load_data(smoke(data=str(path), target="price"))
+
+
+def test_missing_file_and_bad_source():
+    with pytest.raises(UserError, match="not found"):
+        TASK.load_data(smoke(data="/nonexistent/file.csv"))
+    with pytest.raises(UserError, match="unknown source"):
+        TASK.load_data(smoke(source="nowhere"))
+
+
+def test_predict_rejects_rows_of_the_wrong_width(runs):
+    result = training.train(TASK, smoke(epochs=1), **runs)
+    with pytest.raises(UserError, match="fields"):
+        TASK.predict(result.model, ["1,2"], result.data.info, smoke())
