@@ -72,6 +72,10 @@ class Task:
 # `dlapps list` does not import every model.
 _REGISTRY: dict[str, str] = {
     "tabular": "dlapps.tasks.tabular",
+    "gan": "dlapps.tasks.gan",
+    "spam": "dlapps.tasks.spam",
+    "sentiment": "dlapps.tasks.sentiment",
+    "mnist": "dlapps.tasks.mnist",
 }
 
 

@@ -70,7 +70,6 @@ class Config(TrainConfig):
     """Max random shift, as a fraction of the image size."""
     zoom: float = 0.1
     """Max random zoom in or out, as a fraction."""
-    label_smoothing: float = 0.0
     invert: str = "auto"
     """predict only: invert dark-on-light images to MNIST's light-on-dark: auto (by the border), yes, no."""
 
