@@ -218,7 +218,7 @@ def train(task: Task, cfg, runtime: Runtime = Runtime(), runs_root: str | Path =
     metrics = {"test": task.evaluate(eval_model, data, cfg)}
     if data.val is not None:
         metrics["val"] = task.evaluate(eval_model, dataclasses.replace(data, test=data.val), cfg)
-    metrics.update(epochs=len(history.get("loss", [])), train_seconds=round(seconds, 1),
+    metrics.update(epochs=len(history.get("phase", [])), train_seconds=round(seconds, 1),
                    replicas=replicas, global_batch_size=global_batch_size)
     _write_json(run_dir / "metrics.json", metrics)
     from dlapps import plots
