@@ -1,0 +1,62 @@
+"""Layers for raw-text models: sequence truncation and a decision threshold saved with the model."""
+
+from __future__ import annotations
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="dlapps")
+class TruncateSequence(keras.layers.Layer):
+    """Keeps the first `max_length` positions of a (batch, time, ...) tensor.
+
+    After a `TextVectorization` without a fixed `output_sequence_length`, each batch is padded
+    only to its own longest text, so batches of short texts run a recurrent layer for few steps;
+    this layer caps the long ones (the cost of an LSTM grows with the number of time steps).
+    """
+
+    def __init__(self, max_length: int, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = int(max_length)
+
+    def call(self, inputs):
+        return inputs[:, : self.max_length]
+
+    def compute_output_shape(self, input_shape):
+        time = input_shape[1]
+        return (input_shape[0], None if time is None else min(time, self.max_length), *input_shape[2:])
+
+    def get_config(self):
+        return {**super().get_config(), "max_length": self.max_length}
+
+
+@keras.saving.register_keras_serializable(package="dlapps")
+class DecisionThreshold(keras.layers.Layer):
+    """Passes probabilities through unchanged and carries the decision threshold in the model.
+
+    A binary classifier trained on imbalanced classes (spam) decides best at a threshold other
+    than 0.5: it is chosen on the validation split after training and stored here as a
+    non-trainable weight, so it is saved in `model.keras` and travels with the model.
+    Read it with `float(layer.threshold)`; `assign_threshold` sets it.
+    """
+
+    def __init__(self, threshold: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_threshold = float(threshold)
+
+    def build(self, input_shape):
+        self.threshold = self.add_weight(
+            name="threshold", shape=(), trainable=False, dtype="float32",
+            initializer=keras.initializers.Constant(self.initial_threshold))
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def assign_threshold(self, value: float) -> None:
+        """Set the threshold (e.g. the best-F1 threshold found on validation data)."""
+        self.threshold.assign(float(value))
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.initial_threshold}

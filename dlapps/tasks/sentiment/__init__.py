@@ -1,0 +1,17 @@
+"""Sentiment classification with an embedding and a (bidirectional) LSTM, from raw text."""
+
+from dlapps.task import Task
+from dlapps.tasks.sentiment.data import Config, load_data
+from dlapps.tasks.sentiment.model import build_model, evaluate, make_plots, predict
+
+TASK = Task(
+    name="sentiment",
+    summary="Sentiment of a text with a bidirectional LSTM (tokenization inside the model)",
+    Config=Config,
+    load_data=load_data,
+    build_model=build_model,
+    evaluate=evaluate,
+    predict=predict,
+    make_plots=make_plots,
+    objective=("val_accuracy", "max"),
+)
