@@ -72,6 +72,7 @@ class Task:
 # `dlapps list` does not import every model.
 _REGISTRY: dict[str, str] = {
     "tabular": "dlapps.tasks.tabular",
+    "autoencoder": "dlapps.tasks.autoencoder",
     "gan": "dlapps.tasks.gan",
     "spam": "dlapps.tasks.spam",
     "sentiment": "dlapps.tasks.sentiment",

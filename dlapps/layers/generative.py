@@ -1,0 +1,219 @@
+"""Building blocks of the generative tasks: the VAE's sampling layer and the GAN training model.
+
+- `VAESampling`: the reparameterization trick z = mean + exp(log_var / 2) * eps, which adds the
+  KL divergence to N(0, I) as a layer loss (`add_loss`), so `fit()` optimises the whole ELBO.
+- `GAN`: a `keras.Model` that holds a generator and a discriminator and overrides `train_step`
+  (one discriminator update, then one generator update per batch), so that `fit()` and everything
+  around it (callbacks, BackupAndRestore, tf.distribute strategies) work unchanged.
+
+Both live here, not in their task packages, because `training.load_model` imports
+`dlapps.layers` to register the project's serializable classes before loading a `.keras` file.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="dlapps")
+class VAESampling(keras.layers.Layer):
+    """Samples a code z ~ N(mean, exp(log_var)) with the reparameterization trick; adds the KL loss.
+
+    Input: [mean, log_var], each (batch, code_dim). Output: z (batch, code_dim).
+    In training z = mean + exp(log_var / 2) * eps with eps ~ N(0, I), so gradients flow through
+    mean and log_var; at inference z = mean (deterministic reconstructions and codes).
+    The KL divergence KL(N(mean, var) || N(0, I)), averaged over the batch and multiplied by
+    `kl_weight`, is added with `add_loss` (in training and evaluation, so val_loss is the same
+    objective as loss). Pick `kl_weight` on the scale of the reconstruction loss: for a loss
+    averaged over P pixels, kl_weight = beta / P keeps the ELBO's balance (beta = 1: the VAE).
+    """
+
+    def __init__(self, kl_weight: float = 1.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.kl_weight = float(kl_weight)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        mean, log_var = inputs
+        kl = -0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=-1)
+        self.add_loss(self.kl_weight * ops.mean(kl))
+        if not training:
+            return mean
+        epsilon = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator)
+        return mean + ops.exp(0.5 * log_var) * epsilon
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "kl_weight": self.kl_weight, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="dlapps")
+class GAN(keras.Model):
+    """A generator and a discriminator trained adversarially by `fit()` (DCGAN-style).
+
+    `generator`: latent (batch, latent_dim) -> images in [-1, 1] (tanh).
+    `discriminator`: images in [-1, 1] -> one logit per image (real > 0, fake < 0).
+    The data are raw uint8 images (0..255); `call(images)` rescales them to [-1, 1] and returns
+    the discriminator's logits, so the model itself is a real-vs-fake scorer, while
+    `model.generator` is the inference model that draws digits.
+
+    Each `train_step` makes one discriminator update (real images labelled `1 - label_smoothing`,
+    generated ones 0, optionally both blurred by Gaussian `instance_noise`), then one generator
+    update (the non-saturating loss: make the discriminator call fakes real).
+    """
+
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int,
+                 label_smoothing: float = 0.0, instance_noise: float = 0.0, seed: int | None = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = int(latent_dim)
+        self.label_smoothing = float(label_smoothing)
+        self.instance_noise = float(instance_noise)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.real_accuracy_tracker = keras.metrics.Mean(name="d_real_accuracy")
+        self.fake_accuracy_tracker = keras.metrics.Mean(name="d_fake_accuracy")
+        self.d_optimizer = None
+        self.g_optimizer = None
+        self.built = True  # both networks are already-built functional models
+
+
+    # ------------------------------------------------------------------ keras plumbing
+    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
+        """Two optimizers: one for each network (and nothing else: the losses are fixed)."""
+        self.d_optimizer = keras.optimizers.get(d_optimizer or "adam")
+        self.g_optimizer = keras.optimizers.get(g_optimizer or "adam")
+        # `optimizer` is what Keras' own machinery (loss scaling, saving) looks at.
+        super().compile(optimizer=self.g_optimizer, **kwargs)
+
+    def get_compile_config(self):
+        return {"d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
+                "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer)}
+
+    def compile_from_config(self, config):
+        self.compile(d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
+                     g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]))
+        # Built optimizers have their slot variables, so saved optimizer states load into them.
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    @property
+    def metrics(self):
+        return [self.d_loss_tracker, self.g_loss_tracker, self.real_accuracy_tracker,
+                self.fake_accuracy_tracker]
+
+    def get_config(self):
+        return {**super().get_config(),
+                "generator": keras.saving.serialize_keras_object(self.generator),
+                "discriminator": keras.saving.serialize_keras_object(self.discriminator),
+                "latent_dim": self.latent_dim, "label_smoothing": self.label_smoothing,
+                "instance_noise": self.instance_noise, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        generator = keras.saving.deserialize_keras_object(config.pop("generator"))
+        discriminator = keras.saving.deserialize_keras_object(config.pop("discriminator"))
+        return cls(generator, discriminator, **config)
+
+    # ------------------------------------------------------------------ the model
+    @staticmethod
+    def to_unit_range(images):
+        """uint8-scale pixels 0..255 -> [-1, 1], the range of the generator's tanh."""
+        return ops.cast(images, "float32") / 127.5 - 1.0
+
+    @staticmethod
+    def to_pixels(images):
+        """Generator outputs in [-1, 1] -> pixels 0..255 (float)."""
+        return ops.clip((ops.cast(images, "float32") + 1.0) * 127.5, 0.0, 255.0)
+
+    def call(self, images, training=False):
+        """The discriminator's logit for raw uint8-scale images: > 0 means 'looks real'."""
+        return self.discriminator(self.to_unit_range(images), training=training)
+
+    def sample_latent(self, batch_size):
+        return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+
+    def _noisy(self, images):
+        if self.instance_noise <= 0:
+            return images
+        return images + self.instance_noise * keras.random.normal(ops.shape(images), seed=self.seed_generator)
+
+    @staticmethod
+    def _bce(targets, logits):
+        """Mean binary cross-entropy on logits (numerically stable)."""
+        return ops.mean(ops.binary_crossentropy(targets, logits, from_logits=True))
+
+    def _discriminator_loss(self, real_logits, fake_logits):
+        real_targets = ops.full_like(real_logits, 1.0 - self.label_smoothing)
+        return self._bce(real_targets, real_logits) + self._bce(ops.zeros_like(fake_logits), fake_logits)
+
+    def _generator_loss(self, fake_logits):
+        return self._bce(ops.ones_like(fake_logits), fake_logits)
+
+    @staticmethod
+    def _replicas():
+        import tensorflow as tf
+
+        return tf.distribute.get_strategy().num_replicas_in_sync
+
+    def discriminator_step(self, real):
+        """One discriminator update on real images (in [-1, 1]) and as many generated ones."""
+        import tensorflow as tf
+
+        batch_size = ops.shape(real)[0]
+        fake = self.generator(self.sample_latent(batch_size), training=True)
+        with tf.GradientTape() as tape:
+            real_logits = self.discriminator(self._noisy(real), training=True)
+            fake_logits = self.discriminator(self._noisy(fake), training=True)
+            d_loss = self._discriminator_loss(real_logits, fake_logits)
+            # Each replica sees 1/R of the global batch and gradients are summed across replicas.
+            scaled = d_loss / self._replicas()
+        weights = self.discriminator.trainable_weights
+        self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, weights), weights))
+        return d_loss, real_logits, fake_logits
+
+    def generator_step(self, batch_size):
+        """One generator update: make the discriminator call a fresh batch of fakes real."""
+        import tensorflow as tf
+
+        latent = self.sample_latent(batch_size)
+        with tf.GradientTape() as tape:
+            fake_logits = self.discriminator(self.generator(latent, training=True), training=True)
+            g_loss = self._generator_loss(fake_logits)
+            scaled = g_loss / self._replicas()
+        weights = self.generator.trainable_weights
+        self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, weights), weights))
+        return g_loss
+
+    def _update_metrics(self, d_loss, g_loss, real_logits, fake_logits):
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(g_loss)
+        self.real_accuracy_tracker.update_state(ops.cast(real_logits > 0, "float32"))
+        self.fake_accuracy_tracker.update_state(ops.cast(fake_logits < 0, "float32"))
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        real = self.to_unit_range(images)
+        d_loss, real_logits, fake_logits = self.discriminator_step(real)
+        g_loss = self.generator_step(ops.shape(real)[0])
+        return self._update_metrics(d_loss, g_loss, real_logits, fake_logits)
+
+    def test_step(self, data):
+        """Both losses on held-out real images and fresh fakes, without updating anything."""
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        real = self.to_unit_range(images)
+        fake = self.generator(self.sample_latent(ops.shape(real)[0]), training=False)
+        real_logits = self.discriminator(real, training=False)
+        fake_logits = self.discriminator(fake, training=False)
+        d_loss = self._discriminator_loss(real_logits, fake_logits)
+        return self._update_metrics(d_loss, self._generator_loss(fake_logits), real_logits, fake_logits)

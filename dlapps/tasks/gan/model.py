@@ -1,0 +1,206 @@
+"""DCGAN for 28x28 digits: functional generator and discriminator, the GAN training model,
+evaluation with a digit classifier, a sample-grid callback, and predict (a PNG grid of digits)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from dlapps.errors import UserError
+from dlapps.layers import GAN
+from dlapps.tasks.gan import metrics as gan_metrics
+from dlapps.tasks.gan.data import Config
+from dlapps.training import batched, make_optimizer
+
+
+# ----------------------------------------------------------------------------- networks
+def build_generator(latent_dim: int, filters: int, channels: int = 1) -> keras.Model:
+    """z (latent_dim,) -> image (28, 28, channels) in [-1, 1]: project to 7x7, upsample twice.
+
+    Radford et al. (2016)'s recipe: transposed convolutions with stride 2 instead of upsampling
+    + pooling, batch normalization and ReLU-family activations inside, tanh at the output.
+    """
+    latent = keras.Input((latent_dim,), name="latent")
+    x = keras.layers.Dense(7 * 7 * 2 * filters, use_bias=False, name="project")(latent)
+    x = keras.layers.BatchNormalization(name="project_bn")(x)
+    x = keras.layers.LeakyReLU(0.2, name="project_act")(x)
+    x = keras.layers.Reshape((7, 7, 2 * filters), name="to_7x7")(x)
+    x = keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False, name="up_14x14")(x)
+    x = keras.layers.BatchNormalization(name="up_14x14_bn")(x)
+    x = keras.layers.LeakyReLU(0.2, name="up_14x14_act")(x)
+    x = keras.layers.Conv2DTranspose(max(8, filters // 2), 4, strides=2, padding="same", use_bias=False,
+                                     name="up_28x28")(x)
+    x = keras.layers.BatchNormalization(name="up_28x28_bn")(x)
+    x = keras.layers.LeakyReLU(0.2, name="up_28x28_act")(x)
+    image = keras.layers.Conv2D(channels, 3, padding="same", activation="tanh", dtype="float32",
+                                name="image")(x)
+    return keras.Model(latent, image, name="generator")
+
+
+def build_discriminator(filters: int, dropout: float, shape=(28, 28, 1)) -> keras.Model:
+    """image in [-1, 1] -> one logit: strided convolutions, LeakyReLU, dropout, no pooling."""
+    image = keras.Input(shape, name="image")
+    x = image
+    for i, width in enumerate((filters, 2 * filters)):
+        x = keras.layers.Conv2D(width, 4, strides=2, padding="same", name=f"conv_{i}")(x)
+        x = keras.layers.LeakyReLU(0.2, name=f"conv_{i}_act")(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"conv_{i}_dropout")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    logit = keras.layers.Dense(1, dtype="float32", name="logit")(x)
+    return keras.Model(image, logit, name="discriminator")
+
+
+def _optimizer(cfg: Config, info: dict, hp=None):
+    optimizer = make_optimizer(cfg, info, hp)
+    if hasattr(optimizer, "beta_1"):
+        optimizer.beta_1 = cfg.beta_1  # DCGAN's 0.5 (read when the optimizer updates)
+    return optimizer
+
+
+def build_model(cfg: Config, info: dict, hp=None) -> GAN:
+    """The compiled GAN (generator + discriminator, two Adam optimizers); `hp` may tune the sizes."""
+    latent_dim = hp.Int("latent_dim", 16, 128, step=16, default=cfg.latent_dim) if hp else cfg.latent_dim
+    g_filters = hp.Int("generator_filters", 16, 128, step=16, default=cfg.generator_filters) if hp else cfg.generator_filters
+    d_filters = (hp.Int("discriminator_filters", 16, 128, step=16, default=cfg.discriminator_filters)
+                 if hp else cfg.discriminator_filters)
+    dropout = (hp.Float("discriminator_dropout", 0.0, 0.5, step=0.1, default=cfg.discriminator_dropout)
+               if hp else cfg.discriminator_dropout)
+    shape = tuple(info.get("image_shape", (28, 28, 1)))
+    if shape[:2] != (28, 28):
+        raise UserError(f"the DCGAN draws 28x28 images; the data has shape {shape}")
+    gan = GAN(build_generator(latent_dim, g_filters, shape[-1]), build_discriminator(d_filters, dropout, shape),
+              latent_dim=latent_dim, label_smoothing=cfg.label_smoothing, instance_noise=cfg.instance_noise,
+              seed=cfg.seed, name="dcgan")
+    gan.compile(d_optimizer=_optimizer(cfg, info, hp), g_optimizer=_optimizer(cfg, info, hp))
+    return gan
+
+
+# ----------------------------------------------------------------------------- sampling
+def generate(generator: keras.Model, n: int, seed: int, batch_size: int = 500) -> np.ndarray:
+    """`n` uint8 images (n, 28, 28, C) from latents drawn with numpy's generator seeded by `seed`."""
+    latent_dim = generator.inputs[0].shape[-1]
+    latents = np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
+    images = [np.asarray(GAN.to_pixels(generator(latents[i: i + batch_size], training=False)))
+              for i in range(0, n, batch_size)]
+    return np.round(np.concatenate(images)).astype(np.uint8)
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Saves a grid of samples from one fixed latent batch every `every` epochs; a GIF at the end.
+
+    The latent batch never changes, so the grids show the same 'digits' sharpening over training.
+    """
+
+    def __init__(self, folder: Path, latent_dim: int, n: int = 64, every: int = 1, seed: int = 0):
+        super().__init__()
+        self.folder = Path(folder)
+        self.every = every
+        self.latents = np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.every and (epoch + 1) % self.every == 0:
+            from dlapps import plots
+
+            images = np.asarray(GAN.to_pixels(self.model.generator(self.latents, training=False))).astype(np.uint8)
+            plots.image_grid(images, self.folder / f"epoch_{epoch + 1:03d}.png")
+
+    def on_train_end(self, logs=None):
+        frames = sorted(self.folder.glob("epoch_*.png"))
+        if frames:
+            from PIL import Image
+
+            images = [Image.open(frame).convert("P", palette=Image.Palette.ADAPTIVE) for frame in frames]
+            images[0].save(self.folder / "training.gif", save_all=True, append_images=images[1:],
+                           duration=300, loop=0)
+
+
+def callbacks(cfg: Config, run_dir: Path, data) -> list:
+    """The sample-grid callback (grids in <run>/samples/, an animated GIF at the end)."""
+    if cfg.grid_every <= 0:
+        return []
+    return [SampleGrid(Path(run_dir) / "samples", cfg.latent_dim, every=cfg.grid_every, seed=cfg.seed)]
+
+
+# ----------------------------------------------------------------------------- evaluation
+def _images(dataset) -> np.ndarray:
+    batches = [x for x, _ in batched(dataset, 1024).as_numpy_iterator()]
+    if not batches:
+        raise UserError("no images to evaluate")
+    return np.concatenate(batches)
+
+
+def evaluate(model: GAN, data, cfg: Config) -> dict[str, float]:
+    """GAN losses on the test split and, with the MNIST classifier, the classifier FID and label stats.
+
+    classifier_fid: `fid_samples` generated digits against the real test digits.
+    classifier_fid_real_floor: two halves of the real test digits against each other.
+    classifier_fid_untrained_ceiling: a freshly initialised generator against the real test digits.
+    """
+    results = model.evaluate(batched(data.test, 256), verbose=0, return_dict=True)
+    out = {f"test_{k}" if not k.startswith("d_") and not k.startswith("g_") else k: float(v)
+           for k, v in results.items()}
+    classifier = gan_metrics.load_classifier(cfg.classifier)
+    if classifier is None:
+        print(f"dlapps: gan: classifier {cfg.classifier} not found, so no classifier FID; train it with "
+              f"`dlapps train mnist --save` or pass --set classifier=PATH", file=sys.stderr)
+        return out
+    extractor = gan_metrics.feature_model(classifier, cfg.feature_layer)
+    real = _images(data.test)
+    samples = generate(model.generator, cfg.fid_samples, cfg.seed)
+    real_features, real_probabilities = gan_metrics.features_and_probabilities(extractor, real)
+    sample_features, sample_probabilities = gan_metrics.features_and_probabilities(extractor, samples)
+    out["classifier_fid"] = gan_metrics.frechet_distance(sample_features, real_features)
+    order = np.random.default_rng(cfg.seed).permutation(len(real))
+    half = len(real) // 2
+    if half >= 2:
+        out["classifier_fid_real_floor"] = gan_metrics.frechet_distance(
+            real_features[order[:half]], real_features[order[half:]])
+    untrained = keras.models.clone_model(model.generator)  # same architecture, fresh weights
+    untrained_features, _ = gan_metrics.features_and_probabilities(
+        extractor, generate(untrained, min(cfg.fid_samples, 2000), cfg.seed))
+    out["classifier_fid_untrained_ceiling"] = gan_metrics.frechet_distance(untrained_features, real_features)
+    for prefix, probabilities in (("", sample_probabilities), ("real_", real_probabilities)):
+        for key, value in gan_metrics.label_statistics(probabilities, cfg.confidence).items():
+            out[prefix + key] = value
+    out["fid_samples"] = int(len(samples))
+    out["fid_real_images"] = int(len(real))
+    return out
+
+
+def make_plots(model: GAN, data, cfg: Config, plots_dir: Path) -> list[Path]:
+    """64 samples, labelled by the MNIST classifier (with its confidence) when it is available."""
+    from dlapps import plots
+
+    samples = generate(model.generator, 64, cfg.seed)
+    titles = None
+    classifier = gan_metrics.load_classifier(cfg.classifier)
+    if classifier is not None:
+        _, probabilities = gan_metrics.features_and_probabilities(
+            gan_metrics.feature_model(classifier, cfg.feature_layer), samples)
+        names = data.info.get("class_names") or [str(i) for i in range(probabilities.shape[1])]
+        titles = [f"{names[p.argmax()]} {p.max():.2f}" for p in probabilities]
+    return [plots.image_grid(samples, Path(plots_dir) / "samples.png", titles=titles)]
+
+
+# ----------------------------------------------------------------------------- predict
+def predict(model: GAN, inputs: list[str], info: dict, cfg: Config) -> list[str]:
+    """Draw `n` new digits (seeded by `seed`) into a PNG grid: the input path, else `output`."""
+    from dlapps import plots
+
+    if len(inputs) > 1:
+        raise UserError("gan predict takes at most one input: the PNG file to write "
+                        "(e.g. dlapps predict gan samples.png --set n=64 --set seed=0)")
+    if cfg.n < 1:
+        raise UserError(f"n={cfg.n}: draw at least one digit")
+    generator = model.generator if isinstance(model, GAN) else model
+    path = Path(inputs[0] if inputs else cfg.output)
+    if path.suffix.lower() != ".png":
+        raise UserError(f"{path}: the grid is written as PNG; give a path ending in .png")
+    replaced = path.exists()
+    images = generate(generator, cfg.n, cfg.seed)
+    plots.image_grid(images, path, columns=min(8, cfg.n))
+    return [f"wrote {path}: {cfg.n} generated digits (seed {cfg.seed}){' (replaced the old file)' if replaced else ''}"]
