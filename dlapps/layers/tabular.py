@@ -28,3 +28,12 @@ class ImputeMissing(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "fill_value": self.fill_value}
+
+
+@keras.saving.register_keras_serializable(package="dlapps")
+class Log1p(keras.layers.Layer):
+    """log(1 + max(x, 0)): tames long-tailed non-negative columns (counts, sizes); NaN stays NaN."""
+
+    def call(self, inputs):
+        inputs = ops.cast(inputs, self.compute_dtype)
+        return ops.log1p(ops.maximum(inputs, 0.0)) + ops.where(ops.isnan(inputs), inputs, 0.0)

@@ -41,6 +41,8 @@ class Config(TrainConfig):
     """String columns with more than `one_hot_max` categories are embedded with this size."""
     one_hot_max: int = 12
     kernel_initializer: str = "he_normal"
+    log_skewed: bool = True
+    """Feed log(1 + x) of non-negative numeric columns whose skewness exceeds 2 (counts, sizes)."""
 
 
 def read_source(cfg: Config) -> tuple[pd.DataFrame, str]:
@@ -118,8 +120,11 @@ def load_data(cfg: Config) -> Data:
     for column, kind in kinds.items():
         if kind == "numeric":
             values = train[column].astype(float)
+            log = bool(cfg.log_skewed and values.min() >= 0 and values.skew() > 2)
+            values = np.log1p(values) if log else values
             stats[column] = {"mean": float(np.nanmean(values)) if values.notna().any() else 0.0,
-                             "variance": float(np.nanvar(values)) if values.notna().sum() > 1 else 1.0}
+                             "variance": float(np.nanvar(values)) if values.notna().sum() > 1 else 1.0,
+                             "log": log}
         else:
             counts = train[column].dropna().astype(str).value_counts()
             stats[column] = {"vocabulary": sorted(counts.index.tolist())}

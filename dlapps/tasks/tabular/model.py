@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from dlapps.errors import UserError
-from dlapps.layers import ImputeMissing
+from dlapps.layers import ImputeMissing, Log1p
 from dlapps.tasks.tabular.data import Config, to_columns
 from dlapps.training import batched, make_optimizer
 
@@ -24,8 +24,9 @@ def preprocessing(info: dict) -> tuple[dict, keras.KerasTensor]:
         if kind == "numeric":
             inputs[column] = keras.Input(shape=(1,), name=name, dtype="float32")
             stats = info["stats"][column]
+            values = Log1p(name=f"{name}_log1p")(inputs[column]) if stats.get("log") else inputs[column]
             normalized = keras.layers.Normalization(
-                mean=stats["mean"], variance=max(stats["variance"], 1e-12), name=f"{name}_norm")(inputs[column])
+                mean=stats["mean"], variance=max(stats["variance"], 1e-12), name=f"{name}_norm")(values)
             encoded.append(ImputeMissing(0.0, name=f"{name}_impute")(normalized))
         else:
             inputs[column] = keras.Input(shape=(1,), name=name, dtype="string")
