@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--train-best", action="store_true", help="retrain the best configuration afterwards")
     tune.add_argument("--chief", metavar="HOST:PORT", help="distributed tuning: the oracle's address")
     tune.add_argument("--worker", metavar="ID", help="distributed tuning: run as this worker (needs --chief)")
+    tune.add_argument("--chief-timeout", type=float, default=60.0, metavar="SECONDS",
+                      help="how long a worker waits for the chief to answer (default 60)")
     tune.add_argument("--quiet", action="store_true")
     return parser
 

@@ -1,0 +1,203 @@
+"""Hyperparameter search (dlapps/tuning.py): searches that find their best trial, resume, errors."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import socket
+
+import pytest
+
+import dlapps
+from dlapps import cli, config, tuning
+from dlapps.errors import UserError
+
+# A second task for the search tests: the first of these that is registered.
+OTHER_TASKS = ("spam", "mnist", "sentiment", "autoencoder")
+
+
+def _other_task() -> str:
+    for name in OTHER_TASKS:
+        if name in dlapps.list_tasks():
+            return name
+    pytest.skip("no second cheap task registered yet")
+
+
+def _smoke(name: str, **overrides):
+    task = dlapps.get_task(name)
+    cfg = config.resolve(task, "smoke")
+    return task, dataclasses.replace(cfg, **overrides)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _read_trials(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+# ----------------------------------------------------------------------------- searches
+@pytest.mark.parametrize("which", ["tabular", "other"])
+def test_random_search_finds_a_best_config_equal_to_its_best_trial(which, tmp_path):
+    name = "tabular" if which == "tabular" else _other_task()
+    task, cfg = _smoke(name)
+    result = tuning.tune(task, cfg, max_trials=3, run_dir=tmp_path / "tune", quiet=True)
+
+    metric, direction = result.objective
+    assert (metric, direction) == task.objective
+    scores = [row[metric] for row in result.trials]
+    assert len(scores) == 3 and all(s is not None and math.isfinite(s) for s in scores)
+    best = min(scores) if direction == "min" else max(scores)
+    assert result.best_score == pytest.approx(best)
+    assert result.trials[0][metric] == pytest.approx(best) and result.trials[0]["rank"] == 1
+
+    # The table on disk is the same ranking; the plots exist.
+    rows = _read_trials(tmp_path / "tune" / "trials.csv")
+    assert [r["trial"] for r in rows] == [r["trial"] for r in result.trials]
+    assert float(rows[0][metric]) == pytest.approx(best)
+    for plot in ("score_by_trial.png", "score_vs_hyperparameters.png"):
+        assert (tmp_path / "tune" / "plots" / plot).stat().st_size > 0
+
+    # best_config.toml is the best trial's hyperparameters on the config, and reads back as is.
+    fields = config.field_types(task.Config)
+    for key, value in result.best_hyperparameters.items():
+        if key in fields:
+            assert getattr(result.best_config, key) == pytest.approx(value), key
+    again = config.resolve(task, "demo", config_file=tmp_path / "tune" / "best_config.toml")
+    assert again == result.best_config
+
+    if name == "tabular":
+        # The recipe's [search] table bounds the space (batch_size is tuned in fit) ...
+        search = config.load_recipe("tabular")["search"]
+        for row in result.trials:
+            assert row["optimizer"] in search["optimizer"]["values"]
+            assert row["batch_size"] in search["batch_size"]["values"]
+            assert search["units"]["min"] <= row["units"] <= search["units"]["max"] and row["units"] % 64 == 0
+        # ... and the best model learned: well below the error of predicting the mean (std of y).
+        data = task.load_data(cfg)
+        assert result.best_score < 0.85 * data.info["target_std"]
+
+
+def test_resume_continues_without_repeating_trials_and_overwrite_restarts(tmp_path):
+    task, cfg = _smoke("tabular", epochs=3)
+    run_dir = tmp_path / "tune"
+    first = tuning.tune(task, cfg, max_trials=2, run_dir=run_dir, quiet=True)
+    assert sorted(first.trials_run) == ["0", "1"]
+    values = {r["trial"]: {k: r[k] for k in ("units", "depth", "learning_rate")} for r in first.trials}
+
+    resumed = tuning.tune(task, cfg, max_trials=3, run_dir=run_dir, quiet=True)
+    assert resumed.trials_run == ["2"]  # only the new trial was trained
+    assert sorted(r["trial"] for r in resumed.trials) == ["0", "1", "2"]
+    for row in resumed.trials:
+        if row["trial"] in values:
+            assert {k: row[k] for k in ("units", "depth", "learning_rate")} == values[row["trial"]]
+    # Nothing left to do: re-running the same search trains nothing.
+    assert tuning.tune(task, cfg, max_trials=3, run_dir=run_dir, quiet=True).trials_run == []
+
+    # Another config in the same directory is refused; --overwrite restarts.
+    with pytest.raises(UserError, match="another config"):
+        tuning.tune(task, dataclasses.replace(cfg, epochs=4), max_trials=3, run_dir=run_dir, quiet=True)
+    restarted = tuning.tune(task, cfg, max_trials=1, run_dir=run_dir, overwrite=True, quiet=True)
+    assert [r["trial"] for r in restarted.trials] == ["0"] and restarted.trials_run == ["0"]
+
+
+@pytest.mark.parametrize("kind", ["bayesian", "hyperband"])
+def test_bayesian_and_hyperband_complete_on_smoke(kind, tmp_path):
+    task, cfg = _smoke("tabular", epochs=6)
+    result = tuning.tune(task, cfg, tuner=kind, max_trials=4, run_dir=tmp_path / "tune", quiet=True)
+    metric = result.objective[0]
+    assert len(result.trials) == 4 and all(r[metric] is not None for r in result.trials)
+    assert result.best_score == pytest.approx(min(r[metric] for r in result.trials))
+    if kind == "hyperband":  # successive halving: short budgets first
+        assert all(1 <= r["budget_epochs"] <= 6 for r in result.trials)
+
+
+def test_train_best_retrains_the_best_configuration(tmp_path):
+    task, cfg = _smoke("tabular", epochs=5)
+    result = tuning.tune(task, cfg, max_trials=1, run_dir=tmp_path / "tune", train_best=True, quiet=True)
+    run = result.train_result
+    assert run.run_dir == tmp_path / "tune" / "best" and (run.run_dir / "model.keras").exists()
+    assert math.isfinite(run.metrics["test"]["rmse"])
+    trained = config.coerce_all(task.Config, __import__("json").loads((run.run_dir / "config.json").read_text())["config"])
+    assert trained == result.best_config
+
+
+def test_objective_option_and_direction():
+    task = dlapps.get_task("tabular")
+    assert tuning.resolve_objective(task, None) == ("val_rmse", "min")
+    assert tuning.resolve_objective(task, "val_mae") == ("val_mae", "min")
+    assert tuning.resolve_objective(task, "val_custom:max") == ("val_custom", "max")
+    with pytest.raises(UserError, match="minimise or maximise"):
+        tuning.resolve_objective(task, "val_custom")
+
+
+def test_importance_ranks_the_hyperparameter_that_drives_the_score():
+    hp = tuning.parse_search({"lr": {"type": "float", "min": 1e-4, "max": 1e-1, "sampling": "log"},
+                              "units": {"type": "int", "min": 1, "max": 9},
+                              "opt": {"type": "choice", "values": ["a", "b"]}})
+    space = {h.name: h for h in hp.space}
+    rows = [{"score": lr * 10, "lr": lr, "units": u, "opt": o}
+            for lr, u, o in [(1e-4, 5, "a"), (1e-3, 1, "b"), (1e-2, 9, "b"), (1e-1, 3, "a")]]
+    weights = tuning.importance(rows, "score", space)
+    assert next(iter(weights)) == "lr" and weights["lr"] == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- errors
+def test_unknown_hyperparameter_in_search_is_a_clear_error(tmp_path):
+    task, cfg = _smoke("tabular")
+    with pytest.raises(UserError, match=r"unknown hyperparameter\(s\) unitz.*declares.*units"):
+        tuning.tune(task, cfg, max_trials=1, run_dir=tmp_path / "t",
+                    search={"unitz": {"type": "int", "min": 8, "max": 64}}, quiet=True)
+    with pytest.raises(UserError, match="hp.Int, so its type cannot be 'float'"):
+        tuning.tune(task, cfg, max_trials=1, run_dir=tmp_path / "t2",
+                    search={"units": {"type": "float", "min": 8, "max": 64}}, quiet=True)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"type": "int", "min": 8}, "needs min and max"),
+    ({"type": "float", "min": 0.0, "max": 1.0, "sampling": "log"}, "needs min > 0"),
+    ({"type": "integer", "min": 1, "max": 2}, "unknown type 'integer'"),
+    ({"type": "choice", "values": []}, "non-empty list"),
+    ({"type": "int", "min": 1, "max": 8, "stp": 2}, "unexpected key"),
+    (32, "expected a table"),
+])
+def test_malformed_search_entries(entry, message):
+    with pytest.raises(UserError, match=message):
+        tuning.parse_search({"units": entry})
+
+
+def test_objective_the_task_does_not_log(tmp_path):
+    task, cfg = _smoke("tabular")
+    with pytest.raises(UserError, match="does not log it; choose one of .*val_rmse"):
+        tuning.tune(task, cfg, max_trials=1, objective="val_accuracy", run_dir=tmp_path / "t", quiet=True)
+
+
+def test_bad_budgets_and_cli_exit_code(tmp_path, capsys):
+    task, cfg = _smoke("tabular")
+    for kwargs, message in [({"max_trials": 0}, "--max-trials 0"), ({"executions_per_trial": 0}, "at least 1"),
+                            ({"tuner": "grid"}, "--tuner 'grid'")]:
+        with pytest.raises(UserError, match=message):
+            tuning.tune(task, cfg, run_dir=tmp_path / "t", **kwargs)
+    code = cli.main(["tune", "tabular", "--profile", "smoke", "--max-trials", "0", "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--max-trials 0" in err and "Traceback" not in err
+
+
+def test_worker_with_an_unreachable_chief_stops_after_a_bounded_wait(tmp_path):
+    task, cfg = _smoke("tabular")
+    address = f"127.0.0.1:{_free_port()}"  # nobody listens there
+    with pytest.raises(UserError, match=f"no tuning chief answered at {address} within 1 s"):
+        tuning.tune(task, cfg, max_trials=2, run_dir=tmp_path / "w", chief=address, worker="1",
+                    chief_timeout=1, quiet=True)
+    with pytest.raises(UserError, match="--worker ID needs --chief"):
+        tuning.tune(task, cfg, run_dir=tmp_path / "w2", worker="1")
+    with pytest.raises(UserError, match="expected HOST:PORT"):
+        tuning.tune(task, cfg, run_dir=tmp_path / "w3", chief="localhost", worker="1")
+    import os
+
+    assert "KERASTUNER_TUNER_ID" not in os.environ  # the process environment is restored
