@@ -37,3 +37,35 @@ class Log1p(keras.layers.Layer):
     def call(self, inputs):
         inputs = ops.cast(inputs, self.compute_dtype)
         return ops.log1p(ops.maximum(inputs, 0.0)) + ops.where(ops.isnan(inputs), inputs, 0.0)
+
+
+@keras.saving.register_keras_serializable(package="dlapps")
+class PiecewiseLinearEncoding(keras.layers.Layer):
+    """Piecewise-linear encoding of a number over fixed bin edges (Gorishniy et al., 2022).
+
+    With edges b_0 < ... < b_T (training quantiles), bin t gives 1 when x >= b_t, 0 when
+    x < b_{t-1}, and the fraction (x - b_{t-1}) / (b_t - b_{t-1}) in between: an MLP then sees
+    where a value lies in the distribution, which helps it far more than one standardised
+    number. A last column flags missing values (NaN), which encode as all zeros.
+    Input (batch, 1); output (batch, T + 1).
+    """
+
+    def __init__(self, edges, **kwargs):
+        super().__init__(**kwargs)
+        self.edges = [float(e) for e in edges]
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        missing = ops.isnan(x)
+        x = ops.where(missing, ops.zeros_like(x), x)
+        low = ops.convert_to_tensor(self.edges[:-1], self.compute_dtype)
+        width = ops.maximum(ops.convert_to_tensor(self.edges[1:], self.compute_dtype) - low, 1e-12)
+        encoded = ops.clip((x - low) / width, 0.0, 1.0)
+        encoded = ops.where(missing, ops.zeros_like(encoded), encoded)
+        return ops.concatenate([encoded, ops.cast(missing, self.compute_dtype)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], len(self.edges))
+
+    def get_config(self):
+        return {**super().get_config(), "edges": self.edges}

@@ -43,6 +43,10 @@ class Config(TrainConfig):
     kernel_initializer: str = "he_normal"
     log_skewed: bool = True
     """Feed log(1 + x) of non-negative numeric columns whose skewness exceeds 2 (counts, sizes)."""
+    numeric_encoding: str = "standardize"
+    """standardize (z-score + missing flag), or piecewise (piecewise-linear encoding over quantile bins)."""
+    bins: int = 16
+    """Quantile bins per numeric column for numeric_encoding=piecewise."""
 
 
 def read_source(cfg: Config) -> tuple[pd.DataFrame, str]:
@@ -110,6 +114,15 @@ def to_columns(features: pd.DataFrame, kinds: dict) -> dict[str, np.ndarray]:
     return columns
 
 
+def _quantile_edges(values: pd.Series, bins: int) -> list[float]:
+    """Distinct quantiles of the observed values: the bin edges of piecewise-linear encoding."""
+    observed = values.dropna().to_numpy()
+    if len(observed) == 0:
+        return [0.0, 1.0]
+    edges = np.unique(np.quantile(observed, np.linspace(0, 1, bins + 1)))
+    return edges.tolist() if len(edges) > 1 else [float(edges[0]), float(edges[0]) + 1.0]
+
+
 def load_data(cfg: Config) -> Data:
     """Train/val/test splits of the configured table, with the statistics the model needs."""
     frame, description = read_source(cfg)
@@ -124,7 +137,8 @@ def load_data(cfg: Config) -> Data:
             values = np.log1p(values) if log else values
             stats[column] = {"mean": float(np.nanmean(values)) if values.notna().any() else 0.0,
                              "variance": float(np.nanvar(values)) if values.notna().sum() > 1 else 1.0,
-                             "log": log}
+                             "log": log,
+                             "edges": _quantile_edges(train[column].astype(float), cfg.bins)}
         else:
             counts = train[column].dropna().astype(str).value_counts()
             stats[column] = {"vocabulary": sorted(counts.index.tolist())}

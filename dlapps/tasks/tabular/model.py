@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from dlapps.errors import UserError
-from dlapps.layers import ImputeMissing, Log1p
+from dlapps.layers import ImputeMissing, Log1p, PiecewiseLinearEncoding
 from dlapps.tasks.tabular.data import Config, to_columns
 from dlapps.training import batched, make_optimizer
 
@@ -24,6 +24,9 @@ def preprocessing(info: dict) -> tuple[dict, keras.KerasTensor]:
         if kind == "numeric":
             inputs[column] = keras.Input(shape=(1,), name=name, dtype="float32")
             stats = info["stats"][column]
+            if info.get("numeric_encoding") == "piecewise":
+                encoded.append(PiecewiseLinearEncoding(stats["edges"], name=f"{name}_piecewise")(inputs[column]))
+                continue
             values = Log1p(name=f"{name}_log1p")(inputs[column]) if stats.get("log") else inputs[column]
             normalized = keras.layers.Normalization(
                 mean=stats["mean"], variance=max(stats["variance"], 1e-12), name=f"{name}_norm")(values)
@@ -54,7 +57,10 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
     activation = (hp.Choice("activation", ["relu", "gelu", "selu", "elu", "tanh", "swish"],
                             default=cfg.activation) if hp else cfg.activation)
 
-    inputs, x = preprocessing({**info, "one_hot_max": cfg.one_hot_max, "embedding_dim": cfg.embedding_dim})
+    if cfg.numeric_encoding not in ("standardize", "piecewise"):
+        raise UserError(f"numeric_encoding {cfg.numeric_encoding!r}: choose standardize or piecewise")
+    inputs, x = preprocessing({**info, "one_hot_max": cfg.one_hot_max, "embedding_dim": cfg.embedding_dim,
+                               "numeric_encoding": cfg.numeric_encoding})
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
     for i in range(depth):
         x = keras.layers.Dense(units, kernel_initializer=cfg.kernel_initializer,
