@@ -1,7 +1,6 @@
 """Serializable layers shared by tasks (importing this package registers them with Keras)."""
 
 from dlapps.layers.generative import GAN, VAESampling  # noqa: F401
-from dlapps.layers.tabular import ImputeMissing
+from dlapps.layers.tabular import ImputeMissing, Log1p, PiecewiseLinearEncoding  # noqa: F401
 from dlapps.layers.text import DecisionThreshold, TruncateSequence  # noqa: F401
 
-__all__ = ["ImputeMissing"]
