@@ -106,3 +106,10 @@ def test_predict_rejects_rows_of_the_wrong_width(runs):
     result = training.train(TASK, smoke(epochs=1), **runs)
     with pytest.raises(UserError, match="fields"):
         TASK.predict(result.model, ["1,2"], result.data.info, smoke())
+
+
+def test_mixed_precision_and_xla_still_learn(runs):
+    result = training.train(TASK, smoke(), Runtime(precision="mixed_bfloat16", jit=True), **runs)
+    assert result.model.dtype_policy.name == "mixed_bfloat16" and result.model.jit_compile
+    assert result.model.output.dtype == "float32"  # the regression head stays in float32
+    assert result.metrics["test"]["rmse"] < 0.9 * result.metrics["test"]["rmse_predicting_mean"]
