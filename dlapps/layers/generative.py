@@ -91,6 +91,11 @@ class GAN(keras.Model):
         """Two optimizers: one for each network (and nothing else: the losses are fixed)."""
         self.d_optimizer = keras.optimizers.get(d_optimizer or "adam")
         self.g_optimizer = keras.optimizers.get(g_optimizer or "adam")
+        # Each optimizer gets slots for its own network's variables only, now: otherwise fit()
+        # would build `optimizer` over all trainable variables, and saved optimizer states would
+        # not match the ones a loaded (or resumed) model builds.
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
         # `optimizer` is what Keras' own machinery (loss scaling, saving) looks at.
         super().compile(optimizer=self.g_optimizer, **kwargs)
 
@@ -101,9 +106,6 @@ class GAN(keras.Model):
     def compile_from_config(self, config):
         self.compile(d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
                      g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]))
-        # Built optimizers have their slot variables, so saved optimizer states load into them.
-        self.d_optimizer.build(self.discriminator.trainable_variables)
-        self.g_optimizer.build(self.generator.trainable_variables)
 
     @property
     def metrics(self):

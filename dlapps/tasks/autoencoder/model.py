@@ -160,8 +160,8 @@ def make_plots(model: keras.Model, data, cfg: Config, plots_dir: Path) -> list[P
     k = 8
     rows = [parts["inputs"][:k] / 255.0] + ([parts["clean"][:k]] if cfg.noise > 0 else []) + [parts["reconstruction"][:k]]
     row_names = ["noisy input" if cfg.noise > 0 else "input"] + (["clean"] if cfg.noise > 0 else []) + ["reconstruction"]
-    titles = [f"{name} ({names[label]})" if j == 0 else name for name in row_names
-              for j, label in enumerate(parts["label"][:k])]
+    titles = [f"{name}: {names[label]}" if row == 0 else name for row, name in enumerate(row_names)
+              for label in parts["label"][:k]]
     written = [plots.image_grid(np.concatenate(rows), plots_dir / "reconstructions.png", titles=titles, columns=k)]
 
     # The code space: the codes themselves when 2-D, else their first two principal components.
