@@ -110,13 +110,16 @@ def tfds_arrays(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     import tensorflow_datasets as tfds
 
     try:
-        train, test = tfds.load(name, split=["train", "test"], as_supervised=True, batch_size=-1)
+        splits = tfds.load(name, split=["train", "test"], as_supervised=True, batch_size=4096)
     except Exception as err:  # tfds raises many types (DownloadError, ConnectionError, ...)
         raise UserError(f"cannot load tfds {name!r} ({type(err).__name__}: {str(err).splitlines()[0][:160]}); "
                         f"offline? use the embedded digits (--set source=embedded) or a local copy "
                         f"(--data {name}.npz)") from None
-    (x_train, y_train), (x_test, y_test) = tfds.as_numpy(train), tfds.as_numpy(test)
-    return x_train, y_train, x_test, y_test
+    arrays = []
+    for split in splits:  # batches of 4,096 joined (batch_size=-1 would build one huge tensor)
+        batches = list(tfds.as_numpy(split))
+        arrays += [np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])]
+    return tuple(arrays)
 
 
 def keras_arrays(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
