@@ -272,9 +272,8 @@ def save_model_card(task: Task, cfg, run_dir: Path, saved_dir: Path, metrics: di
         shutil.copy2(run_dir / name, saved_dir / name)
     if (run_dir / "plots").exists():
         shutil.copytree(run_dir / "plots", saved_dir / "plots", dirs_exist_ok=True)
-    sets = " ".join(f"--set {k}={v}" for k, v in config_lib.to_dict(cfg).items()
-                    if v != getattr(task.Config(), k) and k != "data")
-    data_arg = f" --data {cfg.data}" if cfg.data else ""
+    (saved_dir / "config.toml").write_text(config_lib.to_toml(
+        cfg, header=f"The configuration that trained saved_models/{task.name}/model.keras"), encoding="utf-8")
     rows = "\n".join(f"| {split} | {name} | {value:.4g} |" for split in ("val", "test")
                      for name, value in metrics.get(split, {}).items() if isinstance(value, (int, float)))
     card = f"""# {task.name}: {task.summary}
@@ -297,9 +296,9 @@ Trained by `dlapps train {task.name}`; model file `model.keras` (Keras 3), which
 
 ## Reproduce
 ```
-dlapps train {task.name}{data_arg} {sets} --precision {runtime.precision} --save --overwrite
+dlapps train {task.name} --config {saved_dir.as_posix()}/config.toml --precision {runtime.precision} --save --overwrite
 ```
-(the full config is in `config.json`)
+(`config.toml` holds every setting, the data path included; `config.json` adds the runtime.)
 """
     (saved_dir / "README.md").write_text(card, encoding="utf-8")
     return saved_dir
