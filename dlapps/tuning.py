@@ -57,6 +57,8 @@ class TuneResult:
     run_dir: Path
     objective: tuple[str, str]
     """(metric name, 'min' or 'max')."""
+    replicas: int = 1
+    """Replicas of the distribution strategy each trial trained on."""
     best_score: float | None = None
     best_hyperparameters: dict[str, Any] = field(default_factory=dict)
     best_config: Any = None
@@ -467,7 +469,7 @@ def tune(task: Task, cfg, runtime: Runtime = Runtime(), tuner: str = "random", m
             raise UserError(f"the search stopped: {str(err).splitlines()[0]} (last error: {last}); "
                             f"see the trial folders in {run_dir}") from None
 
-        result = TuneResult(run_dir, (metric, direction), trials_run=list(keras_tuner_obj.trials_run))
+        result = TuneResult(run_dir, (metric, direction), replicas, trials_run=list(keras_tuner_obj.trials_run))
         if tuner_id not in (None, "chief"):
             log(f"worker {tuner_id} ran trial(s) {', '.join(result.trials_run) or 'none'}; "
                 "the chief reports the best")
