@@ -484,13 +484,24 @@ def tune(task: Task, cfg, runtime: Runtime = Runtime(), tuner: str = "random", m
 
 def _tuning_dir(task: Task, runs_root, run_dir, overwrite: bool, tuner_id: str | None, tuner: str,
                 metric: str, cfg) -> Path:
-    """The search's project directory; checks that a reused one is a matching search."""
-    if run_dir is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        suffix = f"-{tuner_id}" if tuner_id not in (None, "chief") else ""
-        run_dir = Path(runs_root) / task.name / f"tune-{stamp}{suffix}"
-    run_dir = Path(run_dir)
+    """The search's project directory; checks that a reused one is a matching search.
+
+    Without `run_dir`: the latest runs/<task>/tune-* of a search with the same task, tuner,
+    objective and config (so re-running a command continues it), else a new tune-<UTC time>.
+    """
     settings = {"task": task.name, "tuner": tuner, "objective": metric, "config": config_lib.to_dict(cfg)}
+    if run_dir is None:
+        # The same command continues the latest search with the same settings (--overwrite: a new one).
+        earlier = [] if overwrite or tuner_id not in (None, "chief") else [
+            path.parent for path in sorted((Path(runs_root) / task.name).glob("tune-*/tune.json"), reverse=True)
+            if _read_json(path, {}) == settings]
+        if earlier:
+            run_dir = earlier[0]
+        else:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+            suffix = f"-{tuner_id}" if tuner_id not in (None, "chief") else ""
+            run_dir = Path(runs_root) / task.name / f"tune-{stamp}{suffix}"
+    run_dir = Path(run_dir)
     manifest = run_dir / "tune.json"
     if run_dir.exists() and any(run_dir.iterdir()) and not overwrite and tuner_id in (None, "chief"):
         if not manifest.exists():
@@ -533,7 +544,7 @@ def _write_json(path: Path, value: Any) -> None:
 def trial_rows(oracle, metric: str, direction: str) -> list[dict[str, Any]]:
     """Every trial of `oracle` as a row (best first; failed ones last)."""
     rows = []
-    for number, trial_id in enumerate(sorted(oracle.trials)):
+    for trial_id in sorted(oracle.trials, key=_trial_order):
         trial = oracle.trials[trial_id]
         values = trial.hyperparameters.values
         score = trial.score
@@ -545,10 +556,16 @@ def trial_rows(oracle, metric: str, direction: str) -> list[dict[str, Any]]:
             row["budget_epochs"] = values["tuner/epochs"]
         rows.append(row)
     sign = 1 if direction == "min" else -1
-    rows.sort(key=lambda r: (r[metric] is None, sign * r[metric] if r[metric] is not None else 0, r["trial"]))
+    rows.sort(key=lambda r: (r[metric] is None, sign * r[metric] if r[metric] is not None else 0,
+                             _trial_order(r["trial"])))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank if row[metric] is not None else None
     return rows
+
+
+def _trial_order(trial_id: str) -> tuple[int, str]:
+    """Trial ids are numbers whose zero-padding changes when a resumed search gets more trials."""
+    return (int(trial_id) if trial_id.isdigit() else -1, trial_id)
 
 
 def best_config(task: Task, cfg, hyperparameters: dict[str, Any]) -> tuple[Any, list[str]]:
@@ -663,15 +680,17 @@ def _plots(rows, metric: str, direction: str, space: dict, weights: dict[str, fl
     from dlapps import plots  # noqa: F401  (selects the Agg backend)
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     plots_dir.mkdir(parents=True, exist_ok=True)
-    by_id = sorted((r for r in rows if r[metric] is not None), key=lambda r: r["trial"])
-    numbers = [int(r["trial"]) for r in by_id]
+    by_id = sorted((r for r in rows if r[metric] is not None), key=lambda r: _trial_order(r["trial"]))
+    numbers = [_trial_order(r["trial"])[0] for r in by_id]
     scores = np.array([r[metric] for r in by_id], dtype=float)
     best_so_far = (np.minimum if direction == "min" else np.maximum).accumulate(scores)
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(numbers, scores, "o", label="trial")
     ax.step(numbers, best_so_far, where="post", label="best so far")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="trial", ylabel=metric, title=f"{title}: {metric} by trial ({direction})")
     ax.legend()
     written = [plots._save(fig, plots_dir / "score_by_trial.png")]

@@ -112,6 +112,12 @@ def test_resume_continues_without_repeating_trials_and_overwrite_restarts(tmp_pa
     # Another config in the same directory is refused; --overwrite restarts.
     with pytest.raises(UserError, match="another config"):
         tuning.tune(task, dataclasses.replace(cfg, epochs=4), max_trials=3, run_dir=run_dir, quiet=True)
+    # Without --run-dir, the same command continues the latest matching search under runs/.
+    first = tuning.tune(task, cfg, max_trials=1, runs_root=tmp_path / "runs", quiet=True)
+    again = tuning.tune(task, cfg, max_trials=2, runs_root=tmp_path / "runs", quiet=True)
+    assert again.run_dir == first.run_dir and again.trials_run == ["1"]
+    assert first.run_dir.parent == tmp_path / "runs" / "tabular" and first.run_dir.name.startswith("tune-")
+
     restarted = tuning.tune(task, cfg, max_trials=1, executions_per_trial=2, run_dir=run_dir, overwrite=True,
                             quiet=True)
     assert [r["trial"] for r in restarted.trials] == ["0"] and restarted.trials_run == ["0"]
