@@ -15,6 +15,7 @@ problem (missing column, unknown label, not UTF-8, one class only) is a `UserErr
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -166,14 +167,37 @@ def read_text_lines(path: str | Path) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- predictions, metrics
+_SCORERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _scorer(model):
+    """A compiled `texts -> probabilities` function of `model` (one trace for any batch size).
+
+    Called directly rather than through `predict_on_batch`, which under a MirroredStrategy gives
+    every replica the whole (undistributed) batch and returns the outputs once per replica.
+    """
+    import tensorflow as tf
+
+    if model in _SCORERS:
+        return _SCORERS[model]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def score(texts):
+        return tf.reshape(model(texts, training=False), [-1])
+
+    _SCORERS[model] = score
+    return score
+
+
 def probabilities(model, dataset, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """(true 0/1 labels, predicted probabilities) of a binary text model on an unbatched dataset."""
     from dlapps.training import batched
 
+    score = _scorer(model)
     labels, scores = [], []
-    for texts, y in batched(dataset, batch_size).as_numpy_iterator():
+    for texts, y in batched(dataset, batch_size):
         labels.append(np.asarray(y).ravel())
-        scores.append(np.asarray(model.predict_on_batch(texts)).ravel())
+        scores.append(score(texts).numpy())
     if not labels:
         raise UserError("no texts to evaluate")
     return np.concatenate(labels).astype(np.int32), np.concatenate(scores).astype(np.float64)
@@ -183,9 +207,10 @@ def text_probabilities(model, texts: Sequence[str], batch_size: int = 512) -> np
     """Predicted probabilities of a binary text model for raw strings."""
     import tensorflow as tf
 
-    out = [np.asarray(model.predict_on_batch(tf.constant(list(texts[i:i + batch_size]), tf.string))).ravel()
+    score = _scorer(model)
+    out = [score(tf.constant(list(texts[i:i + batch_size]), tf.string)).numpy()
            for i in range(0, len(texts), batch_size)]
-    return np.concatenate(out) if out else np.zeros(0)
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
 
 def binary_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:

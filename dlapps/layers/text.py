@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="dlapps")
@@ -60,3 +61,30 @@ class DecisionThreshold(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "threshold": self.initial_threshold}
+
+
+@keras.saving.register_keras_serializable(package="dlapps")
+class MaskedGlobalMaxPooling1D(keras.layers.Layer):
+    """Max over time of (batch, time, features), ignoring masked (padding) steps.
+
+    Keras' GlobalMaxPooling1D ignores the mask, so padding (zeros from a masked RNN) would take
+    part in the max. A text with no unmasked step gives zeros.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return ops.max(inputs, axis=1)
+        valid = ops.expand_dims(ops.cast(mask, "bool"), -1)
+        lowest = ops.full_like(inputs, -1e9)
+        pooled = ops.max(ops.where(valid, inputs, lowest), axis=1)
+        return ops.where(ops.any(valid, axis=1), pooled, ops.zeros_like(pooled))
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])

@@ -56,6 +56,9 @@ class Config(TrainConfig):
     """Stacked recurrent layers (all but the last return sequences)."""
     dropout: float = 0.3
     """Dropout on the embeddings (whole word vectors) and before the output layer."""
+    pooling: str = "last"
+    """How the text is summarised: last (the final state of each direction) or max (max over time
+    of every step's output, ignoring padding; often better on long sentences)."""
     dense_units: int = 0
     """Optional hidden Dense layer after the recurrent layer; 0 = none."""
     sentence_holdout: bool = False

@@ -10,7 +10,7 @@ import numpy as np
 
 from dlapps.data.text import binary_metrics, probabilities, read_text_lines, text_probabilities
 from dlapps.errors import UserError
-from dlapps.layers import TruncateSequence
+from dlapps.layers import MaskedGlobalMaxPooling1D, TruncateSequence
 from dlapps.tasks.sentiment.data import Config
 from dlapps.training import make_optimizer
 
@@ -35,12 +35,17 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
     x = keras.layers.Embedding(len(info["vocabulary"]) + 2, embedding_dim, mask_zero=True, name="embedding")(token_ids)
     if dropout > 0:  # drop whole word vectors (noise shape broadcasts over the embedding axis)
         x = keras.layers.SpatialDropout1D(dropout, name="word_dropout")(x)
+    if cfg.pooling not in ("last", "max"):
+        raise UserError(f"pooling {cfg.pooling!r}: choose last or max")
     for i in range(cfg.rnn_layers):
         last = i == cfg.rnn_layers - 1
-        layer = RNNS[rnn](units, return_sequences=not last, name=f"{rnn}_{i}")
+        sequences = not last or cfg.pooling == "max"
+        layer = RNNS[rnn](units, return_sequences=sequences, name=f"{rnn}_{i}")
         if cfg.bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"bi_{rnn}_{i}")
         x = layer(x)
+    if cfg.pooling == "max":
+        x = MaskedGlobalMaxPooling1D(name="max_over_time")(x)
     if cfg.dense_units:
         x = keras.layers.Dense(cfg.dense_units, activation="relu", name="hidden")(x)
     if dropout > 0:

@@ -1,0 +1,156 @@
+"""Spam task: learning on the embedded data (2 replicas), the saved threshold, every data source, the CLI."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import json
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+
+import dlapps
+from dlapps import cli, config, training
+from dlapps.data.download import sha256sum
+from dlapps.data.text import best_f1_threshold, probabilities, text_probabilities
+from dlapps.errors import UserError
+from dlapps.runtime import Runtime
+from dlapps.tasks.spam import data as spam_data
+from dlapps.tasks.spam.model import threshold_of
+
+TASK = dlapps.get_task("spam")
+MESSAGES = ["WINNER!! Claim your £1000 prize now, call 09061701461", "are we still on for lunch tomorrow?"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A smoke-profile spam model trained with MirroredStrategy on 2 logical CPUs."""
+    import keras
+
+    keras.utils.set_random_seed(1234)
+    root = tmp_path_factory.mktemp("spam")
+    cfg = config.resolve(TASK, "smoke")
+    result = training.train(TASK, cfg, Runtime(strategy="mirrored", devices="cpu:2"), runs_root=root / "runs",
+                            saved_models_root=root / "saved", save=True, quiet=True)
+    return result, cfg, root
+
+
+def test_learns_on_embedded_data_with_two_replicas(trained):
+    result, _, _ = trained
+    assert result.metrics["replicas"] == 2
+    test = result.metrics["test"]
+    assert test["f1"] > 0.9 and test["roc_auc"] > 0.95 and test["accuracy"] > 0.95
+    assert result.history["loss"][-1] < result.history["loss"][0]
+    assert (result.run_dir / "plots" / "confusion_matrix.png").exists()
+    assert "synthetic" in result.data.info["source_description"]
+
+
+def test_threshold_is_chosen_on_validation_and_saved_in_the_model(trained, tmp_path):
+    result, _, _ = trained
+    model = result.model
+    y_true, prob = probabilities(model, result.data.val)
+    assert threshold_of(model) == pytest.approx(best_f1_threshold(y_true, prob))
+    # A different threshold survives save/load: it is a weight of the model, not a side file.
+    model.get_layer("decision_threshold").assign_threshold(0.8125)
+    model.save(tmp_path / "m.keras")
+    loaded, _ = training.load_model(tmp_path / "m.keras")
+    assert threshold_of(loaded) == pytest.approx(0.8125)
+    np.testing.assert_allclose(text_probabilities(model, MESSAGES), text_probabilities(loaded, MESSAGES), rtol=1e-6)
+
+
+def test_saved_model_predicts_raw_strings_from_the_cli(trained, capsys):
+    _, _, root = trained
+    model_dir = root / "saved" / "spam"
+    assert (model_dir / "README.md").exists()
+    assert cli.main(["predict", "spam", *MESSAGES, "--model", str(model_dir)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("spam") and "p(spam)=" in lines[0] and "threshold" in lines[0]
+    assert lines[1].startswith("ham")
+
+
+def test_evaluate_on_a_user_file(trained, tmp_path, capsys):
+    _, _, root = trained
+    generated = spam_data.generate_messages(300, seed=99)
+    path = tmp_path / "mine.csv"
+    import pandas as pd
+
+    pd.DataFrame({"text": generated.texts, "label": generated.labels}).to_csv(path, index=False)
+    assert cli.main(["evaluate", "spam", "--profile", "smoke", "--model", str(root / "saved" / "spam"),
+                     "--data", str(path)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n"] == 300 and metrics["f1"] > 0.85
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("label\ttext\nham\thi\nmaybe\tWIN\n")
+    assert cli.main(["evaluate", "spam", "--model", str(root / "saved" / "spam"), "--data", str(bad)]) == 2
+    assert "unknown label" in capsys.readouterr().err
+
+
+def test_generated_messages_are_imbalanced_and_seeded():
+    a, b = spam_data.generate_messages(500, seed=1), spam_data.generate_messages(500, seed=1)
+    assert a.texts == b.texts
+    assert 0.08 < a.labels.mean() < 0.25
+
+
+# ----------------------------------------------------------------------------- the UCI archive, offline
+COLLECTION = "ham\tOk lar... Joking wif u oni...\nspam\tFree entry in 2 a wkly comp to win FA Cup\n" * 10 + \
+             "ham\tU dun say so early hor\nspam\tWINNER!! As a valued network customer\n"
+
+
+@pytest.fixture
+def archive_server(tmp_path, monkeypatch):
+    """A local HTTP server on 127.0.0.1 serving a small SMS Spam Collection zip."""
+    served = tmp_path / "served"
+    served.mkdir()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zipped:
+        zipped.writestr("SMSSpamCollection", COLLECTION)
+        zipped.writestr("readme", "SMS Spam Collection v.1")
+    (served / "smsspamcollection.zip").write_bytes(buffer.getvalue())
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("DLAPPS_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(spam_data, "SMS_URL", f"http://127.0.0.1:{server.server_port}/smsspamcollection.zip")
+    monkeypatch.setattr(spam_data, "SMS_SHA256", sha256sum(served / "smsspamcollection.zip"))
+    yield served
+    server.shutdown()
+
+
+def test_download_unzip_and_split(archive_server, tmp_path):
+    cfg = config.resolve(TASK, "smoke", {"source": "sms_spam_collection", "val_fraction": "0.2",
+                                         "test_fraction": "0.2"})
+    data = TASK.load_data(cfg)
+    assert data.info["source_description"].startswith("SMS Spam Collection")
+    sizes = [data.info["train_size"], training.count(data.val), training.count(data.test)]
+    assert sum(sizes) == 22 and min(sizes) >= 4  # every message of the archive, in three splits
+    assert min(data.info["class_counts_train"]) >= 5
+    assert (tmp_path / "cache" / "sms_spam_collection.zip").exists()
+    texts = [t.decode() for t, _ in data.val.as_numpy_iterator()]
+    assert all(t for t in texts)
+
+
+def test_download_with_a_wrong_checksum_is_refused(archive_server, monkeypatch):
+    monkeypatch.setattr(spam_data, "SMS_SHA256", "0" * 64)
+    with pytest.raises(UserError, match="checksum mismatch"):
+        TASK.load_data(config.resolve(TASK, "smoke", {"source": "sms_spam_collection"}))
+
+
+def test_unknown_source_and_missing_file():
+    with pytest.raises(UserError, match="unknown source"):
+        TASK.load_data(config.resolve(TASK, "smoke", {"source": "enron"}))
+    with pytest.raises(UserError, match="not found"):
+        TASK.load_data(config.resolve(TASK, "smoke", {"data": "/nonexistent/spam.tsv"}))
+
+
+def test_real_sms_file_loads(shared_data):
+    cfg = config.resolve(TASK, "full", {"data": str(shared_data / "sms-spam" / "train.tsv"),
+                                        "char_tokens": "0", "max_tokens": "500"})
+    data = TASK.load_data(cfg)
+    assert data.info["train_size"] == 3122 and data.info["class_counts_train"][1] == 418
