@@ -9,6 +9,10 @@ MultiWorkerMirroredStrategy.
    strategy, which fails for scalars; `axis=None` averages them across workers as intended.
 `tests/test_compat.py::test_upstream_multiworker_bug_still_present` fails once Keras fixes it:
 then delete this module.
+
+The same eager `strategy.reduce("MEAN", first batch)` also fails under a single-worker
+MirroredStrategy when the inputs are strings (raw-text models: "AddN ... string"), so the
+first-replica build of 1. is used for string batches under any strategy too.
 """
 
 from __future__ import annotations
@@ -53,14 +57,20 @@ def patch_multiworker() -> bool:
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         strategy = self._distribute_strategy
-        if iterator is None or strategy is None or not tf_trainer._collective_all_reduce_multi_worker(strategy):
+        if iterator is None or strategy is None:
             return original_build(self, iterator=iterator, data_batch=data_batch)
         for _, _, it in iterator:
             batch = next(it)
-            data_batch = tf.nest.map_structure(
-                lambda v: strategy.experimental_local_results(v)[0]
-                if isinstance(v, tf.distribute.DistributedValues) else v, batch)
             break
+        distributed = [isinstance(v, tf.distribute.DistributedValues) for v in tf.nest.flatten(batch)]
+        first = tf.nest.map_structure(
+            lambda v: strategy.experimental_local_results(v)[0]
+            if isinstance(v, tf.distribute.DistributedValues) else v, batch)
+        strings = any(getattr(v, "dtype", None) == tf.string for v in tf.nest.flatten(first))
+        if strings or tf_trainer._collective_all_reduce_multi_worker(strategy):
+            data_batch = first
+        else:  # keras' own path: the replica mean of the first batch
+            data_batch = strategy.reduce("MEAN", batch, axis=None) if all(distributed) else batch
         with strategy.scope():
             self._symbolic_build(data_batch=data_batch)
 

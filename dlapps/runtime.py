@@ -65,6 +65,9 @@ def setup(runtime: Runtime):
                     f"--devices {runtime.devices}: TensorFlow is already initialised with "
                     f"{len(tf.config.list_logical_devices('CPU'))} CPU device(s) in this process"
                 ) from None
+    from dlapps import compat
+
+    compat.patch_multiworker()  # also fixes string inputs under MirroredStrategy (see compat.py)
     keras.mixed_precision.set_global_policy(runtime.precision)
     if runtime.seed is not None:
         keras.utils.set_random_seed(runtime.seed)
