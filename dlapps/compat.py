@@ -7,7 +7,7 @@ MultiWorkerMirroredStrategy.
    Building only needs shapes, so the local value of the first replica is enough.
 2. `reduce_per_replica` reduces the per-replica scalar logs with `axis=0` under a multi-worker
    strategy, which fails for scalars; `axis=None` averages them across workers as intended.
-`tests/test_compat.py::test_upstream_multiworker_bug_still_present` fails once Keras fixes it:
+`tests/test_multiworker.py::test_upstream_multiworker_bug_still_present` fails once Keras fixes it:
 then delete this module.
 
 The same eager `strategy.reduce("MEAN", first batch)` also fails under a single-worker
