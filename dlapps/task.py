@@ -72,6 +72,7 @@ class Task:
 # `dlapps list` does not import every model.
 _REGISTRY: dict[str, str] = {
     "tabular": "dlapps.tasks.tabular",
+    "translation": "dlapps.tasks.translation",
     "autoencoder": "dlapps.tasks.autoencoder",
     "gan": "dlapps.tasks.gan",
     "spam": "dlapps.tasks.spam",

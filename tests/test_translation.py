@@ -1,0 +1,279 @@
+"""The translation task: learning the embedded task, decoding, save/load, loaders offline, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import http.server
+import json
+import threading
+import warnings
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dlapps
+from dlapps import config, training
+from dlapps.errors import UserError
+from dlapps.runtime import Runtime
+from dlapps.tasks.translation import data as data_lib
+from dlapps.tasks.translation.decoding import beam_search, greedy
+from dlapps.tasks.translation.inference import TruncationWarning, cross_attention, translate
+from dlapps.tasks.translation.text import detokenize, generated_pairs, number_in_words, python_tokens
+
+TASK = dlapps.get_task("translation")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One smoke-profile run on the embedded task, under MirroredStrategy with 2 logical CPUs."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    root = tmp_path_factory.mktemp("translation")
+    cfg = config.resolve(TASK, "smoke")
+    result = training.train(TASK, cfg, Runtime(strategy="mirrored", devices="cpu:2"),
+                            runs_root=root / "runs", saved_models_root=root / "saved", quiet=True)
+    return cfg, result
+
+
+# ----------------------------------------------------------------------------- learning
+def test_smoke_training_learns_the_embedded_task(trained):
+    cfg, result = trained
+    assert result.metrics["replicas"] == 2
+    # Chance of writing a whole number right by guessing digits is ~0; the model must really read it.
+    assert result.metrics["test"]["exact_match"] > 0.5, result.metrics
+    assert result.metrics["test"]["chrf"] > 60
+    assert result.history["loss"][-1] < 0.5 * result.history["loss"][0]
+    assert (result.run_dir / "plots" / "attention.png").exists()
+
+
+def test_greedy_equals_beam_search_with_one_beam(trained):
+    cfg, result = trained
+    model = result.model
+    sentences = [number_in_words(n) for n in (7, 42, 300, 5_019, 71_640, 999_999)]
+    source_ids = np.asarray(model.get_layer("source_vectorizer")(np.array(sentences, dtype=object))).astype("int32")
+    vocabulary = model.get_layer("target_vectorizer").get_vocabulary()
+    start, end = vocabulary.index("[start]"), vocabulary.index("[end]")
+    transformer = model.get_layer("transformer")
+    by_greedy = greedy(transformer, source_ids, start, end, cfg.max_length)
+    by_beam = beam_search(transformer, source_ids, start, end, cfg.max_length, beam_size=1)
+    np.testing.assert_array_equal(by_greedy, by_beam)
+    # Wider beams keep the model's best guess at least as likely (never worse than greedy by log-prob).
+    wide = translate(model, sentences, beam_size=4)
+    assert len(wide) == len(sentences) and all(isinstance(t, str) for t in wide)
+
+
+def test_save_load_round_trip_on_raw_strings(trained, tmp_path):
+    cfg, result = trained
+    path = tmp_path / "model.keras"
+    result.model.save(path)
+    loaded, _ = training.load_model(path)
+    sentences = ["forty-two", "seven hundred and five thousand three hundred twelve", "nineteen"]
+    assert translate(loaded, sentences) == translate(result.model, sentences)
+    assert translate(loaded, sentences, beam_size=3) == translate(result.model, sentences, beam_size=3)
+    lines = TASK.predict(loaded, sentences, {}, cfg)
+    assert lines == translate(result.model, sentences, cfg.beam_size)
+
+
+def test_attention_heatmap_rows_are_distributions(trained):
+    _, result = trained
+    source_tokens, output_tokens, weights = cross_attention(result.model, "three hundred twelve")
+    assert source_tokens == ["three", "hundred", "twelve"]
+    assert weights.shape == (len(output_tokens), 3)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_empty_sentence_is_a_clear_error(trained):
+    cfg, result = trained
+    with pytest.raises(UserError, match="empty sentence"):
+        TASK.predict(result.model, ["forty", "   "], {}, cfg)
+    with pytest.raises(UserError, match="give sentences"):
+        TASK.predict(result.model, [], {}, cfg)
+
+
+def test_too_long_sentence_is_truncated_with_a_warning(trained, capsys):
+    cfg, result = trained
+    long_sentence = " ".join(["seven"] * (cfg.max_length + 5))
+    with pytest.warns(TruncationWarning, match="truncated"):
+        out = translate(result.model, [long_sentence])
+    assert len(out) == 1
+    TASK.predict(result.model, [long_sentence], {}, cfg)
+    assert "truncated" in capsys.readouterr().err
+
+
+def test_mismatched_line_counts(tmp_path):
+    (tmp_path / "a.en").write_text("one\ntwo\nthree\n")
+    (tmp_path / "a.de").write_text("eins\nzwei\n")
+    cfg = TASK.config(data=f"{tmp_path / 'a.en'},{tmp_path / 'a.de'}", source="file")
+    with pytest.raises(UserError, match="mismatched line counts: a.en has 3 lines, a.de has 2"):
+        TASK.load_data(cfg)
+
+
+def test_unknown_language_codes(tmp_path):
+    with pytest.raises(UserError, match="unknown language code 'xx' for multi30k; available: en, de, fr"):
+        TASK.load_data(TASK.config(source="multi30k", source_lang="xx"))
+    with pytest.raises(UserError, match="unknown language code 'English'"):
+        TASK.load_data(TASK.config(source="multi30k", source_lang="English"))
+    with pytest.raises(UserError, match="for ted_hrlr_translate"):
+        TASK.load_data(TASK.config(source="ted_hrlr", source_lang="zz", target_lang="en"))
+    _write_corpus(tmp_path, {"en": ["a"], "de": ["b"]})
+    with pytest.raises(UserError, match="unknown language code 'fr' for folder .*available: de, en"):
+        TASK.load_data(TASK.config(data=str(tmp_path), source="file", target_lang="fr"))
+
+
+def test_unknown_source():
+    with pytest.raises(UserError, match="unknown source 'nope'"):
+        TASK.load_data(TASK.config(source="nope"))
+
+
+# ----------------------------------------------------------------------------- loaders, offline
+def _write_corpus(folder: Path, sides: dict[str, list[str]], split: str = "train") -> None:
+    for lang, lines in sides.items():
+        with gzip.open(folder / f"{split}.{lang}.gz", "wt", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+
+
+EN = ["A man rides a bike.", "Two dogs play in the snow.", "A girl reads a book.", "", "A man reads."]
+DE = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Ein Mädchen liest ein Buch.", "Leer.",
+      "Ein Mann liest."]
+
+
+def test_folder_of_parallel_files(tmp_path):
+    _write_corpus(tmp_path, {"en": EN, "de": DE})
+    _write_corpus(tmp_path, {"en": EN[:2], "de": DE[:2]}, split="val")
+    data = TASK.load_data(TASK.config(data=str(tmp_path), source="file", min_count=1))
+    info = data.info
+    assert info["train_size"] == 4 and info["dropped_empty_pairs"] == 1  # the pair with an empty side
+    assert info["val_size"] == 2 and "test = validation" in info["source_description"]
+    assert "Fahrrad" in info["target_vocabulary"] and "." in info["target_vocabulary"]
+    (inputs, labels), = data.val.take(1).as_numpy_iterator()
+    assert inputs["source"].decode() == EN[0] and labels.shape == (40,)
+    vocabulary = ["", "[UNK]"] + info["target_vocabulary"]
+    words = [vocabulary[i] for i in labels if i]
+    assert words == ["Ein", "Mann", "fährt", "Fahrrad", ".", "[end]"]
+    # The other direction, from the same folder.
+    reverse = TASK.load_data(TASK.config(data=str(tmp_path), source="file", source_lang="de", target_lang="en",
+                                         min_count=1))
+    assert next(reverse.val.as_numpy_iterator())[0]["source"].decode() == DE[0]
+
+
+def test_two_parallel_files_and_tsv(tmp_path):
+    (tmp_path / "x.en").write_text("\n".join(EN[:3]) + "\n", encoding="utf-8")
+    (tmp_path / "x.de").write_text("\n".join(DE[:3]) + "\n", encoding="utf-8")
+    cfg = TASK.config(data=f"{tmp_path / 'x.en'},{tmp_path / 'x.de'}", source="file",
+                      val_fraction=0.0, test_fraction=0.0)
+    data = TASK.load_data(cfg)
+    assert data.info["train_size"] == 3
+    # Anki/Tatoeba: English<TAB>German<TAB>attribution; German -> English via tsv_order.
+    anki = tmp_path / "deu.txt"
+    anki.write_text("Go.\tGeh.\tCC-BY 2.0 (France) Attribution: tatoeba.org #2877272\nHi.\tHallo!\tCC-BY\n",
+                    encoding="utf-8")
+    pairs = data_lib.read_tsv(anki, TASK.config(tsv_order="target_source"))
+    assert pairs == [("Geh.", "Go."), ("Hallo!", "Hi.")]
+    with_header = tmp_path / "pairs.tsv"
+    with_header.write_text("de\ten\nHallo!\tHi.\n", encoding="utf-8")
+    assert data_lib.read_tsv(with_header, TASK.config()) == [("Hi.", "Hallo!")]  # en -> de by the header
+    broken = tmp_path / "broken.tsv"
+    broken.write_text("no tab here\n", encoding="utf-8")
+    with pytest.raises(UserError, match="line 1: expected 'source<TAB>target'"):
+        data_lib.read_tsv(broken, TASK.config())
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """(folder served at http://127.0.0.1:PORT/, base URL): a throwaway local web server."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_multi30k_download_is_checksummed(http_folder, tmp_path, monkeypatch):
+    folder, base = http_folder
+    _write_corpus(folder, {"en": EN, "de": DE})
+    _write_corpus(folder, {"en": EN[:2], "de": DE[:2]}, split="val")
+    sums = {f"{s}.{lang}": hashlib.sha256((folder / f"{s}.{lang}.gz").read_bytes()).hexdigest()
+            for s in ("train", "val") for lang in ("en", "de")}
+    monkeypatch.setenv("DLAPPS_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(data_lib, "MULTI30K_URL", base + "/{split}.{lang}.gz")
+    monkeypatch.setattr(data_lib, "MULTI30K_SHA256", sums)
+    data = TASK.load_data(TASK.config(source="multi30k", min_count=1))
+    assert data.info["train_size"] == 4 and data.info["val_size"] == 2
+    assert "Multi30k" in data.info["source_description"]
+    monkeypatch.setattr(data_lib, "MULTI30K_SHA256", {**sums, "val.de": "0" * 64})
+    with pytest.raises(UserError, match="checksum mismatch"):
+        TASK.load_data(TASK.config(source="multi30k", min_count=1))
+
+
+def test_ted_talks_from_tfds_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=12):
+        data = TASK.load_data(TASK.config(source="ted_hrlr", source_lang="pt", target_lang="en", min_count=1))
+    assert data.info["train_size"] == 12 and data.info["test_size"] == 12
+    assert "ted_hrlr_translate" in data.info["source_description"]
+
+
+def test_pinned_multi30k_checksums_match_the_shared_files(shared_data):
+    from dlapps.data.download import sha256sum
+
+    for name, digest in data_lib.MULTI30K_SHA256.items():
+        assert sha256sum(shared_data / "multi30k" / f"{name}.gz") == digest, name
+
+
+# ----------------------------------------------------------------------------- text helpers
+@pytest.mark.parametrize("text", [
+    "Zwei junge weiße Männer sind im Freien in der Nähe vieler Büsche.",
+    'Ein Mann sagt "Hallo" zu 3,5 Leuten (heute).',
+    "A man's T-Shirt, 2019!",
+])
+def test_detokenize_inverts_tokenization(text):
+    assert detokenize(python_tokens(text)) == text
+
+
+def test_tensorflow_and_python_tokenization_agree():
+    import tensorflow as tf
+
+    from dlapps.tasks.translation.text import standardize
+
+    texts = ['Ein Mann sagt "Hallo" zu 3,5 Leuten (heute).', "  two   spaces , 12:30 ", "Zwei Männer."]
+    for text in texts:
+        assert standardize(tf.constant(text)).numpy().decode().split(" ") == python_tokens(text)
+
+
+def test_generated_pairs_are_correct_numbers():
+    pairs = generated_pairs(200, seed=3)
+    assert number_in_words(0) == "zero" and number_in_words(700_005, None).startswith("seven hundred thousand")
+    words_to_number = {w: i for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven",
+                                                    "eight", "nine"])}
+    for words, digits in pairs:
+        assert digits.isdigit() and 0 <= int(digits) < 1_000_000 and words
+    assert words_to_number[number_in_words(9)] == 9
+    assert len({d for _, d in pairs}) > 150  # varied
+
+
+def test_saved_model_translates(shared_data):
+    """The committed Multi30k model (if present) gives a sensible German sentence."""
+    saved = REPO / "saved_models" / "translation" / "model.keras"
+    if not saved.exists():
+        pytest.skip("no saved_models/translation/model.keras")
+    model, info = training.load_model(saved)
+    out = translate(model, ["A man is riding a bicycle.", "Two dogs are playing in the snow."])
+    assert "Mann" in out[0] and "Fahrrad" in out[0], out
+    assert "Hunde" in out[1] and "Schnee" in out[1], out
+    metrics = json.loads((saved.parent / "metrics.json").read_text())
+    assert metrics["val"]["bleu"] >= 32
