@@ -30,6 +30,18 @@ from dlapps.errors import UserError
 from dlapps.task import Data
 
 CLASS_NAMES = ["negative", "positive"]
+
+# What the full-profile model is and how it compares (measured; written into the model card).
+MODEL_NOTES = (
+    "Embedding (128, trained from scratch, no pretrained vectors) -> bidirectional LSTM (64 units per "
+    "direction, padding masked) -> max over time -> dropout -> sigmoid, trained on SST-2 phrases and "
+    "sentences with whole held-out sentences for validation/test (sentence_holdout, see data.py). "
+    "On the same split, TF-IDF (1-2-grams) + LogisticRegression (C=10) scores 0.812 validation / "
+    "0.860 test accuracy, so this validation split is harder than the test split (826 vs 551 sentences). "
+    "The issue's target of 0.85 validation accuracy is NOT reached: two runs gave 0.814 (final-state "
+    "summary, lr 2e-3) and 0.808 (max pooling, lr 1e-3), best after the first epoch, then overfitting "
+    "the phrases. Published BiLSTM figures of 0.85-0.87 on SST-2 use pretrained word vectors (GloVe)."
+)
 LABEL_ALIASES = {"neg": 0, "pos": 1, "bad": 0, "good": 1}
 
 
@@ -248,6 +260,7 @@ def load_data(cfg: Config) -> Data:
         "source_description": description,
         "skipped_empty_texts": int(getattr(table, "skipped_empty", 0)),
         "class_counts_train": np.bincount(train.labels, minlength=2).tolist(),
+        **({"model_notes": MODEL_NOTES} if cfg.sentence_holdout else {}),
         **({"holdout": holdout_stats} if holdout_stats else {}),
     }
     return Data(to_dataset(train), to_dataset(val) if len(val) else None,

@@ -1,0 +1,165 @@
+"""Sentiment task: word order matters (LSTM vs bag of words), every data source, SST-2 holdout, CLI."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import keras
+import numpy as np
+import pytest
+
+import dlapps
+from dlapps import cli, config, training
+from dlapps.data.text import TextTable, text_probabilities, to_dataset
+from dlapps.errors import UserError
+from dlapps.runtime import Runtime
+from dlapps.tasks.sentiment import data as sentiment_data
+
+TASK = dlapps.get_task("sentiment")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A smoke-profile BiLSTM trained with MirroredStrategy on 2 logical CPUs, saved with its card."""
+    keras.utils.set_random_seed(1234)
+    root = tmp_path_factory.mktemp("sentiment")
+    cfg = config.resolve(TASK, "smoke")
+    result = training.train(TASK, cfg, Runtime(strategy="mirrored", devices="cpu:2"), runs_root=root / "runs",
+                            saved_models_root=root / "saved", save=True, quiet=True)
+    return result, cfg, root
+
+
+def bag_of_words_accuracy(data, info) -> float:
+    """Validation accuracy of a non-linear bag-of-words model (multi-hot -> MLP) on the same data."""
+    texts = keras.Input(shape=(), dtype="string")
+    x = keras.layers.TextVectorization(vocabulary=info["vocabulary"], output_mode="multi_hot")(texts)
+    x = keras.layers.Dense(64, activation="relu")(x)
+    model = keras.Model(texts, keras.layers.Dense(1, activation="sigmoid")(x))
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"])
+    history = model.fit(training.batched(data.train, 32, shuffle=True, seed=0), epochs=6, verbose=0,
+                        validation_data=training.batched(data.val, 256))
+    return max(history.history["val_accuracy"])
+
+
+def test_lstm_learns_word_order_that_a_bag_of_words_cannot(trained):
+    result, _, _ = trained
+    assert result.metrics["replicas"] == 2
+    lstm = result.metrics["val"]["accuracy"]
+    bow = bag_of_words_accuracy(result.data, result.data.info)
+    assert lstm > 0.9, lstm
+    assert bow < 0.62, bow  # the generated data is built so that any bag of words is at chance
+    assert result.metrics["test"]["roc_auc"] > 0.95
+    assert (result.run_dir / "plots" / "most_positive_negative.png").exists()
+
+
+def test_generated_sentences_carry_no_label_in_single_words():
+    table = sentiment_data.generate_sentences(4000, seed=5)
+    by_word = defaultdict(list)
+    for text, label in zip(table.texts, table.labels):
+        for word in set(text.split()):
+            by_word[word].append(int(label))
+    # Every word (sentiment words and cues included) appears as often in positive as in negative
+    # sentences: the label lives in the order, not in the words.
+    for word, labels in by_word.items():
+        if len(labels) >= 100:
+            assert abs(np.mean(labels) - 0.5) < 0.1, word
+    assert 0.45 < np.mean(table.labels) < 0.55
+    assert {"not", "hardly", "good", "bad"} <= set(by_word)
+
+
+def test_saved_model_predicts_raw_strings(trained, capsys):
+    result, _, root = trained
+    saved = root / "saved" / "sentiment"
+    texts = ["the movie was not bad but great", "the plot was not good but awful"]
+    assert cli.main(["predict", "sentiment", *texts, "--model", str(saved)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("positive") and lines[1].startswith("negative")
+    assert "p(positive)=" in lines[0]
+    loaded, _ = training.load_model(saved)
+    np.testing.assert_allclose(text_probabilities(result.model, texts), text_probabilities(loaded, texts),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_on_a_user_file(trained, tmp_path, capsys):
+    _, _, root = trained
+    table = sentiment_data.generate_sentences(200, seed=77)
+    path = tmp_path / "reviews.tsv"
+    path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{['neg', 'pos'][y]}\n"
+                                                 for t, y in zip(table.texts, table.labels)), encoding="utf-8")
+    assert cli.main(["evaluate", "sentiment", "--profile", "smoke", "--model", str(root / "saved" / "sentiment"),
+                     "--data", str(path)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n"] == 200 and metrics["accuracy"] > 0.85
+    single = tmp_path / "single.tsv"
+    single.write_text("label\ttext\npositive\tgreat\npositive\tsuperb\n", encoding="utf-8")
+    assert cli.main(["evaluate", "sentiment", "--model", str(root / "saved" / "sentiment"), "--data", str(single)]) == 2
+    assert "every row is labelled 'positive'" in capsys.readouterr().err
+
+
+def test_gru_option_builds_and_runs():
+    cfg = config.resolve(TASK, "smoke", {"rnn": "gru", "pooling": "max", "embedded_size": "200"})
+    data = TASK.load_data(cfg)
+    model = TASK.build_model(cfg, {**data.info, "steps_per_epoch": 5})
+    assert any(isinstance(layer, keras.layers.Bidirectional) and isinstance(layer.forward_layer, keras.layers.GRU)
+               for layer in model.layers)
+    assert model.predict_on_batch(np.asarray(["not good at all", ""], dtype=object)).shape == (2,)
+    with pytest.raises(UserError, match="choose lstm or gru"):
+        TASK.build_model(config.resolve(TASK, "smoke", {"rnn": "transformer"}), data.info)
+
+
+# ----------------------------------------------------------------------------- other sources, offline
+def test_imdb_reviews_from_tfds_mock():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=40):
+        data = TASK.load_data(config.resolve(TASK, "smoke", {"source": "imdb", "val_fraction": "0.25"}))
+    assert data.info["source_description"].startswith("IMDB")
+    assert data.info["train_size"] == 30 and training.count(data.val) == 10 and training.count(data.test) == 40
+    text, label = next(iter(data.train))
+    assert text.dtype.name == "string" and float(label) in (0.0, 1.0)
+
+
+def test_aclimdb_folder_layout(tmp_path):
+    for split, n in (("train", 6), ("test", 3)):
+        for label, word in (("neg", "awful"), ("pos", "great")):
+            folder = tmp_path / "aclImdb" / split / label
+            folder.mkdir(parents=True)
+            for i in range(n):
+                (folder / f"{i}_1.txt").write_text(f"review {i}: a {word} film<br />", encoding="utf-8")
+    (tmp_path / "aclImdb" / "train" / "unsup").mkdir()  # ignored, as in the real archive
+    (tmp_path / "aclImdb" / "train" / "unsup" / "0_0.txt").write_text("unlabelled", encoding="utf-8")
+    data = TASK.load_data(config.resolve(TASK, "smoke", {"data": str(tmp_path / "aclImdb"), "val_fraction": "0.25"}))
+    assert data.info["train_size"] == 9 and training.count(data.val) == 3 and training.count(data.test) == 6
+    texts = {t.decode(): y for t, y in data.test.as_numpy_iterator()}
+    assert all((y == 1.0) == ("great" in t) for t, y in texts.items())
+    with pytest.raises(UserError, match="aclImdb layout"):
+        TASK.load_data(config.resolve(TASK, "smoke", {"data": str(tmp_path / "aclImdb" / "train" / "unsup")}))
+
+
+def test_sentence_holdout_keeps_subphrases_of_held_out_sentences_out_of_training():
+    sentences = [f"w{i} w{i + 1} w{i + 2} film" for i in range(0, 60, 3)]
+    rows = sentences + [s.rsplit(" ", 1)[0] for s in sentences] + ["film"]  # + a shared phrase
+    table = TextTable(rows, np.asarray([i % 2 for i in range(len(rows))], np.int32))
+    train, val, test, stats = sentiment_data.sentence_holdout_split(table, 0.2, 0.1, seed=0)
+    assert stats["sentences"] == 20 and stats["phrases"] == 21
+    assert len(val) == 4 and len(test) == 2 and set(val.texts) <= set(sentences)
+    held = val.texts + test.texts
+    for phrase in train.texts:
+        assert not any(phrase in sentence for sentence in held) or phrase == "film"
+    assert "film" in train.texts  # also a span of training sentences: kept
+    assert len(train) == len(rows) - 6 - 6
+
+
+def test_real_sst2_holdout(shared_data):
+    table = sentiment_data.read_labelled_text(shared_data / "sst2" / "train.tsv", sentiment_data.CLASS_NAMES,
+                                              text_columns=("text", "sentence"))
+    train, val, _, stats = sentiment_data.sentence_holdout_split(table, 0.12, 0.08, seed=42)
+    assert 6500 < stats["sentences"] < 7500 and len(val) == round(0.12 * stats["sentences"])
+    assert not set(val.texts) & set(train.texts)
+
+
+def test_unknown_source():
+    with pytest.raises(UserError, match="unknown source"):
+        TASK.load_data(config.resolve(TASK, "smoke", {"source": "yelp"}))
+    assert to_dataset(TextTable(["x"], np.asarray([1], np.int32))).cardinality() == 1
