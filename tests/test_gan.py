@@ -55,7 +55,7 @@ def trained(classifier_path, tmp_path_factory):
     """One smoke-size GAN trained on the embedded digits, evaluated with the test classifier."""
     keras.utils.set_random_seed(1234)
     root = tmp_path_factory.mktemp("gan")
-    cfg = smoke_config(epochs=4, classifier=classifier_path, fid_samples=1000)
+    cfg = smoke_config(epochs=6, classifier=classifier_path, fid_samples=1000)
     return training.train(TASK, cfg, runs_root=root / "runs", saved_models_root=root / "saved", quiet=True), cfg
 
 
@@ -198,8 +198,8 @@ class _Capture(keras.callbacks.Callback):
 
 
 def test_backup_and_restore_resumes_a_killed_run(runs):
-    cfg = smoke_config(epochs=3, grid_every=0, fid_samples=64)
-    interrupt, capture = _Interrupt(epoch=2), _Capture()
+    cfg = smoke_config(epochs=2, grid_every=0, fid_samples=64)
+    interrupt, capture = _Interrupt(epoch=1), _Capture()
     killed = dataclasses.replace(TASK, callbacks=lambda *_: [interrupt])
     run_dir = runs["runs_root"] / "resumed"
     with pytest.raises(KeyboardInterrupt):

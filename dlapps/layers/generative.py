@@ -150,72 +150,99 @@ class GAN(keras.Model):
         return images + self.instance_noise * keras.random.normal(ops.shape(images), seed=self.seed_generator)
 
     @staticmethod
-    def _bce(targets, logits):
-        """Mean binary cross-entropy on logits (numerically stable)."""
-        return ops.mean(ops.binary_crossentropy(targets, logits, from_logits=True))
+    def _global_sum(value):
+        """`value` summed over the replicas of a tf.distribute strategy (itself without one)."""
+        import tensorflow as tf
 
-    def _discriminator_loss(self, real_logits, fake_logits):
-        real_targets = ops.full_like(real_logits, 1.0 - self.label_smoothing)
-        return self._bce(real_targets, real_logits) + self._bce(ops.zeros_like(fake_logits), fake_logits)
+        context = tf.distribute.get_replica_context()
+        return context.all_reduce("sum", value) if context is not None else value
+
+    def _mean_bce(self, target: float, logits, weights=None):
+        """This replica's share of the global batch's mean binary cross-entropy on logits.
+
+        Losses are summed on each replica and divided by the *global* (weighted) number of
+        examples, so the replicas' gradients, which the optimizer sums, add up to the gradient of
+        the global mean, also when the last batch leaves some replicas fewer examples.
+        """
+        if weights is None:
+            weights = ops.ones((ops.shape(logits)[0],), "float32")
+        losses = ops.binary_crossentropy(ops.full_like(logits, target), logits, from_logits=True)
+        count = ops.maximum(self._global_sum(ops.sum(weights)), 1.0)
+        return ops.sum(ops.reshape(losses, (-1,)) * weights) / count
+
+    def _discriminator_loss(self, real_logits, fake_logits, real_weights=None):
+        """Real images should score 1 - label_smoothing, generated ones 0 (this replica's share)."""
+        return (self._mean_bce(1.0 - self.label_smoothing, real_logits, real_weights)
+                + self._mean_bce(0.0, fake_logits))
 
     def _generator_loss(self, fake_logits):
-        return self._bce(ops.ones_like(fake_logits), fake_logits)
+        """The non-saturating generator loss: generated images should score 1 (this replica's share)."""
+        return self._mean_bce(1.0, fake_logits)
 
-    @staticmethod
-    def _replicas():
+    def _real_batch(self, data):
+        """(real images in [-1, 1], weights): this replica's batch plus one zero-weight blank image.
+
+        Under a tf.distribute strategy the last, partial batch can leave a replica with no
+        images at all, and TensorFlow's graph optimizer breaks on empty batches in this
+        two-network step; the blank image keeps every batch non-empty and counts for nothing.
+        """
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        real = self.to_unit_range(images)
+        blank = ops.zeros((1, *real.shape[1:]), "float32")
+        weights = ops.concatenate([ops.ones((ops.shape(real)[0],), "float32"), ops.zeros((1,), "float32")])
+        return ops.concatenate([real, blank], axis=0), weights
+
+    def discriminator_step(self, real, real_weights=None):
+        """One discriminator update on real images (in [-1, 1]) and as many generated ones.
+
+        Returns the discriminator loss of the whole (global) batch, and this replica's logits.
+        """
         import tensorflow as tf
 
-        return tf.distribute.get_strategy().num_replicas_in_sync
-
-    def discriminator_step(self, real):
-        """One discriminator update on real images (in [-1, 1]) and as many generated ones."""
-        import tensorflow as tf
-
-        batch_size = ops.shape(real)[0]
-        fake = self.generator(self.sample_latent(batch_size), training=True)
+        fake = self.generator(self.sample_latent(ops.shape(real)[0]), training=True)
         with tf.GradientTape() as tape:
             real_logits = self.discriminator(self._noisy(real), training=True)
             fake_logits = self.discriminator(self._noisy(fake), training=True)
-            d_loss = self._discriminator_loss(real_logits, fake_logits)
-            # Each replica sees 1/R of the global batch and gradients are summed across replicas.
-            scaled = d_loss / self._replicas()
+            d_loss = self._discriminator_loss(real_logits, fake_logits, real_weights)
         weights = self.discriminator.trainable_weights
-        self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, weights), weights))
-        return d_loss, real_logits, fake_logits
+        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, weights), weights))
+        return self._global_sum(d_loss), real_logits, fake_logits
 
     def generator_step(self, batch_size):
-        """One generator update: make the discriminator call a fresh batch of fakes real."""
+        """One generator update: make the discriminator call a fresh batch of fakes real.
+
+        Returns the generator loss of the whole (global) batch.
+        """
         import tensorflow as tf
 
         latent = self.sample_latent(batch_size)
         with tf.GradientTape() as tape:
             fake_logits = self.discriminator(self.generator(latent, training=True), training=True)
             g_loss = self._generator_loss(fake_logits)
-            scaled = g_loss / self._replicas()
         weights = self.generator.trainable_weights
-        self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, weights), weights))
-        return g_loss
+        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, weights), weights))
+        return self._global_sum(g_loss)
 
-    def _update_metrics(self, d_loss, g_loss, real_logits, fake_logits):
+    def _update_metrics(self, d_loss, g_loss, real_logits, fake_logits, real_weights):
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
-        self.real_accuracy_tracker.update_state(ops.cast(real_logits > 0, "float32"))
+        self.real_accuracy_tracker.update_state(ops.cast(ops.reshape(real_logits, (-1,)) > 0, "float32"),
+                                                sample_weight=real_weights)
         self.fake_accuracy_tracker.update_state(ops.cast(fake_logits < 0, "float32"))
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
-        images = data[0] if isinstance(data, (tuple, list)) else data
-        real = self.to_unit_range(images)
-        d_loss, real_logits, fake_logits = self.discriminator_step(real)
+        real, weights = self._real_batch(data)
+        d_loss, real_logits, fake_logits = self.discriminator_step(real, weights)
         g_loss = self.generator_step(ops.shape(real)[0])
-        return self._update_metrics(d_loss, g_loss, real_logits, fake_logits)
+        return self._update_metrics(d_loss, g_loss, real_logits, fake_logits, weights)
 
     def test_step(self, data):
         """Both losses on held-out real images and fresh fakes, without updating anything."""
-        images = data[0] if isinstance(data, (tuple, list)) else data
-        real = self.to_unit_range(images)
+        real, weights = self._real_batch(data)
         fake = self.generator(self.sample_latent(ops.shape(real)[0]), training=False)
         real_logits = self.discriminator(real, training=False)
         fake_logits = self.discriminator(fake, training=False)
-        d_loss = self._discriminator_loss(real_logits, fake_logits)
-        return self._update_metrics(d_loss, self._generator_loss(fake_logits), real_logits, fake_logits)
+        d_loss = self._global_sum(self._discriminator_loss(real_logits, fake_logits, weights))
+        g_loss = self._global_sum(self._generator_loss(fake_logits))
+        return self._update_metrics(d_loss, g_loss, real_logits, fake_logits, weights)

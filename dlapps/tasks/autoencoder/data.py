@@ -71,12 +71,16 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, noise: float = 0.0, see
     pixels = images.astype(np.float32) if (noise <= 0 or fresh_noise) else _noisy(images, noise, seed)
     dataset = tf.data.Dataset.from_tensor_slices(({"image": pixels, "label": labels.astype(np.int64)}, clean))
     if noise > 0 and fresh_noise:
-        def add_noise(inputs, target):
-            # A stateful op: a new draw on every pass over the data (every epoch, when not cached).
-            noisy = inputs["image"] + tf.random.normal(tf.shape(inputs["image"]), stddev=noise * 255.0, seed=seed)
-            return {"image": tf.clip_by_value(noisy, 0.0, 255.0), "label": inputs["label"]}, target
+        # One random seed per image, re-drawn on every pass over the data (every epoch), yet
+        # reproducible from `seed`: stateless noise keyed by it.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
-        dataset = dataset.map(add_noise)
+        def add_noise(example, pair):
+            inputs, target = example
+            draw = tf.random.stateless_normal(tf.shape(inputs["image"]), seed=pair, stddev=noise * 255.0)
+            return {"image": tf.clip_by_value(inputs["image"] + draw, 0.0, 255.0), "label": inputs["label"]}, target
+
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(add_noise)
     return dataset
 
 
