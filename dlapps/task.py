@@ -78,6 +78,7 @@ _REGISTRY: dict[str, str] = {
     "spam": "dlapps.tasks.spam",
     "sentiment": "dlapps.tasks.sentiment",
     "mnist": "dlapps.tasks.mnist",
+    "imagenet": "dlapps.tasks.imagenet",
 }
 
 

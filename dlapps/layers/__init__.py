@@ -4,4 +4,4 @@ from dlapps.layers.generative import GAN, VAESampling  # noqa: F401
 from dlapps.layers.tabular import ImputeMissing, Log1p, PiecewiseLinearEncoding  # noqa: F401
 from dlapps.layers.text import DecisionThreshold, MaskedGlobalMaxPooling1D, TruncateSequence  # noqa: F401
 from dlapps.layers.transformer import PositionalEmbedding, TransformerDecoderBlock, TransformerEncoderBlock  # noqa: F401
-
+from dlapps.layers.vision import BackbonePreprocess  # noqa: F401
