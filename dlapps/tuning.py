@@ -578,8 +578,10 @@ def best_config(task: Task, cfg, hyperparameters: dict[str, Any]) -> tuple[Any, 
         if name not in fields:
             unmapped.append(name)
             continue
-        if isinstance(value, float) and value.is_integer() and config_lib._base_type(fields[name])[0] is int:
-            value = int(value)
+        if isinstance(value, float):
+            value = float(f"{value:.10g}")  # 0.15000000000000002 (a float step) reads 0.15
+            if value.is_integer() and config_lib._base_type(fields[name])[0] is int:
+                value = int(value)
         updates[name] = config_lib.coerce(task.Config, name, value)
     return dataclasses.replace(cfg, **updates), unmapped
 
@@ -658,7 +660,7 @@ def _summarise(task: Task, cfg, oracle, result: TuneResult, run_dir: Path, quiet
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.6g}"
     return str(value)
 
 
