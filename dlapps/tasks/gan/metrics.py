@@ -20,6 +20,7 @@ ln 10 = 2.30 nats for a uniform histogram; mode collapse shows as a low value).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import keras
@@ -69,7 +70,9 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     mu_a, mu_b = features_a.mean(axis=0), features_b.mean(axis=0)
     sigma_a = np.atleast_2d(np.cov(features_a, rowvar=False))
     sigma_b = np.atleast_2d(np.cov(features_b, rowvar=False))
-    covmean, _ = linalg.sqrtm(sigma_a @ sigma_b, disp=False)
+    with warnings.catch_warnings():  # a singular product is handled just below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean, _ = linalg.sqrtm(sigma_a @ sigma_b, disp=False)
     if not np.isfinite(covmean).all():
         # Singular product (e.g. dead ReLU units): regularise both covariances slightly.
         offset = np.eye(len(sigma_a)) * 1e-6
