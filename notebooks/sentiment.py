@@ -63,8 +63,8 @@ x = keras.layers.TextVectorization(vocabulary=data.info["vocabulary"], output_mo
 x = keras.layers.Dense(64, activation="relu")(x)
 bag_of_words = keras.Model(texts, keras.layers.Dense(1, activation="sigmoid")(x))
 bag_of_words.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"])
-fit = bag_of_words.fit(training.batched(data.train, 32, shuffle=True, seed=0), epochs=cfg.epochs, verbose=0,
-                       validation_data=training.batched(data.val, 256))
+fit = bag_of_words.fit(training.batched(data.train, 32, shuffle=True, seed=0), epochs=cfg.epochs,
+                       validation_data=training.batched(data.val, 256), shuffle=False, verbose=0)
 print("bag of words, best validation accuracy:", round(max(fit.history["val_accuracy"]), 3))
 
 # %% [markdown]

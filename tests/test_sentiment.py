@@ -37,7 +37,7 @@ def bag_of_words_accuracy(data, info) -> float:
     x = keras.layers.Dense(64, activation="relu")(x)
     model = keras.Model(texts, keras.layers.Dense(1, activation="sigmoid")(x))
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"])
-    history = model.fit(training.batched(data.train, 32, shuffle=True, seed=0), epochs=6, verbose=0,
+    history = model.fit(training.batched(data.train, 32, shuffle=True, seed=0), epochs=6, verbose=0, shuffle=False,
                         validation_data=training.batched(data.val, 256))
     return max(history.history["val_accuracy"])
 
