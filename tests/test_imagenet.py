@@ -63,11 +63,12 @@ def test_phases_freeze_then_fine_tune_top_layers(runs):
 
 
 def test_pretraining_a_backbone_and_loading_it_by_path(tmp_path, runs):
-    metrics = pretrain_digits_backbone(tmp_path / "bb", epochs=2, quiet=True)
+    metrics = pretrain_digits_backbone(tmp_path / "bb", epochs=1, quiet=True)
     assert (tmp_path / "bb" / "backbone.keras").exists() and (tmp_path / "bb" / "README.md").exists()
     assert metrics["pretraining_classes"] == [0, 1, 2, 3, 4] and metrics["train_size"] == 720
     cfg = dataclasses.replace(config.resolve(TASK, "smoke"), backbone="digits",
-                              weights=str(tmp_path / "bb" / "backbone.keras"), fine_tune_epochs=0)
+                              weights=str(tmp_path / "bb" / "backbone.keras"), head_epochs=1, fine_tune_epochs=0,
+                              val_fraction=0.1, test_fraction=0.1)
     result = training.train(TASK, cfg, **runs)
     assert result.history["phase"] == ["head"] * cfg.head_epochs
 

@@ -273,6 +273,9 @@ def load_data(cfg: Config) -> Data:
         "train_size": int(len(splits.x_train)),
         "val_size": int(len(splits.x_val)),
         "test_size": int(len(splits.x_test)),
+        "model_notes": ("Input: raw uint8 images (N, 28, 28, 1), light digit on dark background as in MNIST "
+                        "(Rescaling and augmentation are inside the model). The penultimate layer, named "
+                        "'features', is a stable embedding (dlapps.tasks.mnist.feature_extractor)."),
     }
     return Data(dataset(splits.x_train, splits.y_train),
                 dataset(splits.x_val, splits.y_val) if len(splits.x_val) else None,
