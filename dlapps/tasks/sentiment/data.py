@@ -137,7 +137,6 @@ def sentence_holdout_split(table: TextTable, val_fraction: float, test_fraction:
     """
     texts = [" ".join(t.split()) for t in table.texts]
     known = set(texts)
-    is_phrase = np.zeros(len(texts), bool)
     inside = set()
     for text in texts:
         inside |= _spans(text.split(), proper=True) & known
