@@ -161,9 +161,10 @@ def evaluate(model: keras.Model, data, cfg: Config) -> dict[str, float]:
     k = min(cfg.top_k, probabilities.shape[1])
     top_k = np.argsort(-probabilities, axis=1)[:, :k]
     out = {"accuracy": float(np.mean(y_pred == y_true)),
-           f"top{k}_accuracy": float(np.mean((top_k == y_true[:, None]).any(axis=1))),
            "macro_f1": float(f1_score(y_true, y_pred, average="macro")),
            "n": int(len(y_true))}
+    if k < probabilities.shape[1]:  # top-k of k or fewer classes is always 1
+        out[f"top{k}_accuracy"] = float(np.mean((top_k == y_true[:, None]).any(axis=1)))
     scratch_path = data.info.get("scratch_model")
     if scratch_path and Path(scratch_path).exists():
         from dlapps.training import load_model
