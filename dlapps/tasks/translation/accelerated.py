@@ -217,8 +217,18 @@ def assemble(folder: Path, out: Path, run_dir: Path, save: bool, overwrite: bool
             f"{fitted['train_seconds']} s by dlapps.tasks.translation.accelerated (fit on token arrays, "
             "then assembled into the string-in model); `dlapps train` with the same config trains the same "
             "architecture with TensorFlow.")}
-        training.save_model_card(task, cfg, run_dir, Path("saved_models") / task.name, metrics, info, Runtime())
+        saved = training.save_model_card(task, cfg, run_dir, Path("saved_models") / task.name, metrics, info, Runtime())
+        fix_card_hardware(saved / "README.md", fitted)
     print(json.dumps(metrics, indent=1))
+
+
+def fix_card_hardware(card: Path, fitted: dict) -> None:
+    """The card names the machine that ran `assemble`; name the one that trained instead."""
+    text = card.read_text(encoding="utf-8")
+    from dlapps import training
+
+    text = text.replace(f"({training._hardware()})", f"({fitted['hardware']}, Keras {fitted['backend']} backend)")
+    card.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:
