@@ -7,6 +7,9 @@ A backbone maps an image to a feature vector. Two kinds:
   ~/.keras/models), a local weights file (`.h5` / `.weights.h5`, the "notop" file for transfer
   learning), or `none` (random initialisation). Their own `preprocess_input` goes in front
   (dlapps.layers.BackbonePreprocess).
+`weights=pretrained` means each backbone's own pretrained weights: ImageNet for keras.applications,
+the committed file for `digits`.
+
 - `digits`: a small CNN that dlapps pretrains on handwritten digits 0-4 (scikit-learn's digits,
   embedded) and commits to `saved_models/digits_backbone/backbone.keras`; it takes float pixels in
   [0, 1], so a Rescaling(1/255) goes in front. Any `.keras` backbone saved the same way can be given
@@ -123,7 +126,7 @@ def keras_application(name: str, weights: str, input_shape: tuple | None, includ
         kwargs["pooling"] = "avg"
     if weights.lower() in ("none", "random", ""):
         return constructor(weights=None, **kwargs)
-    if weights.lower() == "imagenet":
+    if weights.lower() in ("imagenet", "pretrained"):  # a keras.applications network's pretrained = ImageNet
         try:
             return constructor(weights="imagenet", **kwargs)
         except ValueError:

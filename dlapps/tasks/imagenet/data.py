@@ -41,9 +41,9 @@ class Config(TrainConfig):
     """embedded (digits 5-9, offline), tf_flowers (tfds download), or file (--data FOLDER of class sub-folders)."""
     backbone: str = "mobilenet_v2"
     """A keras.applications network by name (mobilenet_v2, efficientnet_b0, resnet50, ...) or 'digits'."""
-    weights: str = "imagenet"
-    """imagenet (download), none (random init), a weights file path (.h5), a backbone PATH.keras, or
-    'pretrained' (the committed digits backbone)."""
+    weights: str = "pretrained"
+    """pretrained (the backbone's own: ImageNet for keras.applications, downloaded; the committed file for
+    digits), imagenet, none (random init), a weights file path (.h5), or a saved backbone PATH.keras."""
     image_size: int = 0
     """Square input size; 0 = the backbone's own (224 for most keras.applications, 28 for digits)."""
     head_epochs: int = 5
