@@ -185,3 +185,15 @@ def test_mirrored_strategy_with_both_phases(runs):
     result = training.train(TASK, cfg, Runtime(strategy="mirrored", devices="cpu:2"), **runs)
     assert result.metrics["replicas"] == 2 and result.history["phase"] == ["head", "fine_tune"]
     assert np.isfinite(result.metrics["test"]["accuracy"])
+
+
+def test_tf_flowers_source_offline_with_mock_data():
+    import tensorflow_datasets as tfds
+
+    cfg = dataclasses.replace(config.resolve(TASK, "full"), image_size=32, val_fraction=0.2, test_fraction=0.2)
+    with tfds.testing.mock_data(num_examples=25):
+        data = TASK.load_data(cfg)
+    assert data.info["image_shape"] == [32, 32, 3] and data.info["class_names"][0] == "dandelion"
+    assert data.info["train_size"] + data.info["val_size"] + data.info["test_size"] == 25
+    image, label = next(iter(data.train))
+    assert image.dtype == "uint8" and tuple(image.shape) == (32, 32, 3) and 0 <= int(label) < 5
