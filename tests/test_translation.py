@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import http.server
 import json
 import threading
-import warnings
 from functools import partial
 from pathlib import Path
 
@@ -63,9 +61,9 @@ def test_greedy_equals_beam_search_with_one_beam(trained):
     by_greedy = greedy(transformer, source_ids, start, end, cfg.max_length)
     by_beam = beam_search(transformer, source_ids, start, end, cfg.max_length, beam_size=1)
     np.testing.assert_array_equal(by_greedy, by_beam)
-    # Wider beams keep the model's best guess at least as likely (never worse than greedy by log-prob).
+    # Wider beams decode the same batch too, one translation per sentence, made of digits.
     wide = translate(model, sentences, beam_size=4)
-    assert len(wide) == len(sentences) and all(isinstance(t, str) for t in wide)
+    assert len(wide) == len(sentences) and sum(t.isdigit() for t in wide) >= len(sentences) - 1
 
 
 def test_save_load_round_trip_on_raw_strings(trained, tmp_path):

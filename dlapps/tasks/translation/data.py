@@ -9,7 +9,6 @@ import io
 import random
 import re
 import sys
-import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
