@@ -265,6 +265,15 @@ def _tuner(kind: str, hypermodel, objective, max_trials: int, executions_per_tri
     else:
         tuner = Tuner(max_epochs=max(epochs, HYPERBAND_FACTOR), factor=HYPERBAND_FACTOR, **common)
         tuner.oracle.max_trials = max_trials  # Hyperband has no budget in trials: cap it too
+        oracle = tuner.oracle
+        try:  # trials of one full Hyperband iteration (private KerasTuner helpers; only for advice)
+            full = sum(oracle._get_size(b, r) for b in range(oracle._get_num_brackets())
+                       for r in range(oracle._get_num_rounds(b)))
+        except (AttributeError, TypeError):
+            full = 0
+        if max_trials < full:
+            print(f"dlapps: note: one Hyperband iteration over {oracle.max_epochs} epochs runs about {full} "
+                  f"trials; --max-trials {max_trials} stops it in its first, shortest rounds", file=sys.stderr)
     tuner.trials_run = []
     return tuner
 
