@@ -212,3 +212,18 @@ def test_backup_and_restore_resumes_a_killed_run(runs):
     assert capture.steps == interrupt.steps > 0
     assert _same(capture.weights, interrupt.weights)
     assert len(result.history["d_loss"]) == 1 and (run_dir / "model.keras").exists()
+
+
+def test_saved_model_draws_every_digit(shared_data):
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    if not (repo / "saved_models" / "gan" / "model.keras").exists() or not (repo / "saved_models" / "mnist" / "model.keras").exists():
+        pytest.skip("needs saved_models/gan and saved_models/mnist (train both with the full profile and --save)")
+    cfg = config.resolve(TASK, "full", {"data": str(shared_data / "mnist-sample" / "mnist_sample.npz"),
+                                        "fid_samples": "3000", "classifier": str(repo / "saved_models/mnist/model.keras")})
+    model, _ = training.load_model(repo / "saved_models" / "gan")
+    metrics = TASK.evaluate(model, TASK.load_data(cfg), cfg)
+    assert metrics["label_entropy"] >= 2.2  # all ten digits, no mode collapse
+    assert metrics["confident_share"] > 0.7
+    assert metrics["classifier_fid_real_floor"] < metrics["classifier_fid"] < 0.05 * metrics["classifier_fid_untrained_ceiling"]
