@@ -10,9 +10,10 @@ MultiWorkerMirroredStrategy.
 `tests/test_multiworker.py::test_upstream_multiworker_bug_still_present` fails once Keras fixes it:
 then delete this module.
 
-The same eager `strategy.reduce("MEAN", first batch)` also fails under a single-worker
-MirroredStrategy when the inputs are strings (raw-text models: "AddN ... string"), so the
-first-replica build of 1. is used for string batches under any strategy too.
+The same eager `strategy.reduce("MEAN", first batch)` also fails under a single-machine
+MirroredStrategy when the inputs are strings (raw-text models: "AddN ... string") or when the
+first batch splits unevenly across replicas (67 rows -> 34 + 33: "AddN must have the same size"),
+so the first replica's batch is used under every strategy.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def _version() -> tuple[int, int]:
 
 
 def patch_multiworker() -> bool:
-    """Apply the two keras#20585 workarounds once; returns whether they are active."""
+    """Apply the keras#20585 workarounds once (any strategy); returns whether they are active."""
     import os
 
     from keras.src.backend.tensorflow import trainer as tf_trainer
@@ -62,15 +63,9 @@ def patch_multiworker() -> bool:
         for _, _, it in iterator:
             batch = next(it)
             break
-        distributed = [isinstance(v, tf.distribute.DistributedValues) for v in tf.nest.flatten(batch)]
-        first = tf.nest.map_structure(
+        data_batch = tf.nest.map_structure(
             lambda v: strategy.experimental_local_results(v)[0]
             if isinstance(v, tf.distribute.DistributedValues) else v, batch)
-        strings = any(getattr(v, "dtype", None) == tf.string for v in tf.nest.flatten(first))
-        if strings or tf_trainer._collective_all_reduce_multi_worker(strategy):
-            data_batch = first
-        else:  # keras' own path: the replica mean of the first batch
-            data_batch = strategy.reduce("MEAN", batch, axis=None) if all(distributed) else batch
         with strategy.scope():
             self._symbolic_build(data_batch=data_batch)
 

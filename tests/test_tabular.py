@@ -113,3 +113,10 @@ def test_mixed_precision_and_xla_still_learn(runs):
     assert result.model.dtype_policy.name == "mixed_bfloat16" and result.model.jit_compile
     assert result.model.output.dtype == "float32"  # the regression head stays in float32
     assert result.metrics["test"]["rmse"] < 0.9 * result.metrics["test"]["rmse_predicting_mean"]
+
+
+def test_mirrored_with_a_first_batch_that_splits_unevenly(runs):
+    """308 rows, global batch 512: one batch of 308 split 154/154... and val/test of 67 -> 34 + 33."""
+    result = training.train(TASK, smoke(epochs=2, batch_size=256), Runtime(strategy="mirrored", devices="cpu:2"),
+                            **runs)
+    assert result.metrics["replicas"] == 2 and result.metrics["test"]["n"] == 67
