@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-DEFAULT_TOUR = ("tabular", "spam", "mnist", "sentiment", "autoencoder")
+DEFAULT_TOUR = ("tabular", "spam", "mnist", "imagenet", "sentiment", "autoencoder")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         result = training.train(task, config.resolve(task, "demo"), runs_root=args.runs_dir,
                                 quiet=not sys.stdout.isatty())
         seconds = time.perf_counter() - start
-        headline = ", ".join(f"{k}={v:.3g}" for k, v in result.metrics["test"].items()
-                             if isinstance(v, float))
+        figures = [(k, v) for k, v in result.metrics["test"].items() if isinstance(v, float)]
+        headline = ", ".join(f"{k}={v:.3g}" for k, v in figures[:4])
         rows.append((name, headline, f"{seconds:.0f}s", str(result.run_dir)))
     print("\n| task | test metrics (embedded data) | time | run directory |\n|---|---|---|---|")
     for row in rows:
