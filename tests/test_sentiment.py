@@ -151,6 +151,28 @@ def test_sentence_holdout_keeps_subphrases_of_held_out_sentences_out_of_training
     assert len(train) == len(rows) - 6 - 6
 
 
+def test_sentence_weight_and_cnn_branch(tmp_path):
+    """sentence_weight weights whole training sentences over phrases; the CNN branch saves and reloads."""
+    sentences = [f"w{i} w{i + 1} w{i + 2} film" for i in range(0, 60, 3)]
+    rows = sentences + [s.rsplit(" ", 1)[0] for s in sentences]
+    path = tmp_path / "phrases.tsv"
+    path.write_text("label\tsentence\n" + "".join(f"{i % 2}\t{r}\n" for i, r in enumerate(rows)), encoding="utf-8")
+    overrides = {"data": str(path), "sentence_holdout": "true", "val_fraction": "0.2", "test_fraction": "0.1",
+                 "sentence_weight": "3", "conv_filters": "4", "conv_widths": "[2, 3]"}
+    cfg = config.resolve(TASK, "smoke", overrides)
+    data = TASK.load_data(cfg)
+    weight = {t.decode(): float(w) for t, _, w in data.train.as_numpy_iterator()}
+    assert len(weight) == 40 - 6 - 6 and data.info["sentence_weight_rows"] == 14
+    assert {round(weight[s] / weight[s.rsplit(" ", 1)[0]], 4) for s in sentences if s in weight} == {3.0}
+    assert abs(np.mean(list(weight.values())) - 1.0) < 1e-6  # mean weight 1
+    model = TASK.build_model(cfg, {**data.info, "steps_per_epoch": 1})
+    model.fit(training.batched(data.train, 8), epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    texts = ["w0 w1 w2 film", "film", ""]
+    np.testing.assert_allclose(text_probabilities(training.load_model(tmp_path / "m.keras")[0], texts),
+                               text_probabilities(model, texts), atol=1e-6)
+
+
 def test_real_sst2_holdout(shared_data):
     table = sentiment_data.read_labelled_text(shared_data / "sst2" / "train.tsv", sentiment_data.CLASS_NAMES,
                                               text_columns=("text", "sentence"))

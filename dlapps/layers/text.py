@@ -88,3 +88,39 @@ class MaskedGlobalMaxPooling1D(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="dlapps")
+class NotPadding(keras.layers.Layer):
+    """True where a (batch, time) tensor of token ids is not padding (id 0): a mask to pass on
+    explicitly to layers after one that drops the Keras mask (such as Conv1D)."""
+
+    def call(self, token_ids):
+        return ops.not_equal(token_ids, 0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="dlapps")
+class ZeroMasked(keras.layers.Layer):
+    """Sets masked (padding) steps of (batch, time, features) to zero and drops the mask.
+
+    For layers that do not support masking (Conv1D): they then see zero vectors at padding,
+    and Keras does not warn that the mask is lost.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return inputs
+        return inputs * ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

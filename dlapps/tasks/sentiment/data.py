@@ -34,14 +34,18 @@ CLASS_NAMES = ["negative", "positive"]
 # What the full-profile model is and how it compares (measured; written into the model card).
 MODEL_NOTES = (
     "Embedding (128, trained from scratch, no pretrained vectors) -> bidirectional LSTM (64 units per "
-    "direction, padding masked) -> max over time -> dropout -> sigmoid, trained on SST-2 phrases and "
-    "sentences with whole held-out sentences for validation/test (sentence_holdout, see data.py). "
+    "direction, padding masked) -> max over time, concatenated with a Kim-style 1-D CNN branch (64 "
+    "filters each of widths 3, 4, 5, max over time) -> dropout -> sigmoid, trained on SST-2 phrases and "
+    "sentences with whole held-out sentences for validation/test (sentence_holdout, see data.py); whole "
+    "training sentences weigh 3x their sub-phrases in the loss (sentence_weight=3). "
     "On the same split, TF-IDF (1-2-grams) + LogisticRegression (C=10) scores 0.812 validation / "
     "0.860 test accuracy, so this validation split is harder than the test split (826 vs 551 sentences). "
-    "The issue's target of 0.85 validation accuracy is NOT reached: three runs gave 0.814 (final-state "
-    "summary, lr 2e-3), 0.808 (this model: max pooling, lr 1e-3) and 0.805 (max pooling, 128 units, "
-    "8000 words, batch 128), each best after one or two epochs, then overfitting the phrases. Published "
-    "BiLSTM figures of 0.85-0.87 on SST-2 use pretrained word vectors (GloVe)."
+    "The issue's target of 0.85 validation accuracy is NOT reached (best 0.837). Measured runs "
+    "(validation accuracy, 826 sentences, so one standard error is about 0.013): BiLSTM alone 0.814 "
+    "(final state, lr 2e-3), 0.808 (max pooling, lr 1e-3), 0.805 (128 units, 8000 words, batch 128); "
+    "+ CNN branch and sentence_weight=3: 0.826 and 0.837 (this recipe, two runs); + weight decay 0.1, "
+    "4 epochs: 0.816; with 64-d embeddings and 16000 words: 0.801. Every run peaks after two epochs, "
+    "then overfits the phrases. Published figures of 0.85-0.87 on SST-2 use pretrained word vectors (GloVe)."
 )
 LABEL_ALIASES = {"neg": 0, "pos": 1, "bad": 0, "good": 1}
 
@@ -76,6 +80,14 @@ class Config(TrainConfig):
     """Optional hidden Dense layer after the recurrent layer; 0 = none."""
     sentence_holdout: bool = False
     """For phrase-level files such as SST-2: val/test hold whole sentences only (see data.py)."""
+    sentence_weight: float = 1.0
+    """With sentence_holdout: loss weight of whole training sentences relative to their sub-phrases
+    (1 = all rows equal; >1 leans training toward whole sentences, what val/test hold)."""
+    conv_filters: int = 0
+    """Filters per width of a Kim-style 1-D CNN branch over the embeddings (max over time),
+    concatenated with the recurrent summary; 0 = no CNN branch."""
+    conv_widths: tuple = (3, 4, 5)
+    """Kernel widths (in tokens) of the CNN branch."""
 
 
 # ----------------------------------------------------------------------------- generated sentences
@@ -159,9 +171,12 @@ def sentence_holdout_split(table: TextTable, val_fraction: float, test_fraction:
         indices = sorted(int(i) for i in indices)
         return TextTable([table.texts[i] for i in indices], table.labels[indices])
 
+    train = part(keep)
+    train.is_sentence = ~is_phrase[sorted(keep)]  # for sentence_weight
+
     stats = {"sentences": int(len(sentences)), "phrases": int(is_phrase.sum()),
              "dropped_phrases_of_held_out_sentences": int(len(texts) - len(held) - len(keep))}
-    return part(keep), part(val_idx), part(test_idx), stats
+    return train, part(val_idx), part(test_idx), stats
 
 
 # ----------------------------------------------------------------------------- sources
@@ -263,5 +278,14 @@ def load_data(cfg: Config) -> Data:
         **({"model_notes": MODEL_NOTES} if cfg.sentence_holdout else {}),
         **({"holdout": holdout_stats} if holdout_stats else {}),
     }
-    return Data(to_dataset(train), to_dataset(val) if len(val) else None,
+    train_ds = to_dataset(train)
+    if cfg.sentence_weight != 1.0 and getattr(train, "is_sentence", None) is not None:
+        import tensorflow as tf
+
+        weights = np.where(train.is_sentence, cfg.sentence_weight, 1.0).astype(np.float32)
+        weights *= len(weights) / weights.sum()  # mean weight 1: the learning rate keeps its meaning
+        train_ds = tf.data.Dataset.zip((train_ds, tf.data.Dataset.from_tensor_slices(weights))).map(
+            lambda pair, weight: (pair[0], pair[1], weight))
+        info["sentence_weight_rows"] = int(train.is_sentence.sum())
+    return Data(train_ds, to_dataset(val) if len(val) else None,
                 to_dataset(test) if len(test) else to_dataset(train), info)

@@ -1,4 +1,4 @@
-"""The sentiment classifier: raw string -> TextVectorization -> Embedding -> (Bi)LSTM/GRU -> p(positive)."""
+"""The sentiment classifier: raw string -> TextVectorization -> Embedding -> (Bi)LSTM/GRU [+ 1-D CNN] -> p(positive)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 from dlapps.data.text import binary_metrics, probabilities, read_text_lines, text_probabilities
 from dlapps.errors import UserError
 from dlapps.layers import MaskedGlobalMaxPooling1D, TruncateSequence
+from dlapps.layers.text import NotPadding, ZeroMasked
 from dlapps.tasks.sentiment.data import Config
 from dlapps.training import make_optimizer
 
@@ -35,6 +36,7 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
     x = keras.layers.Embedding(len(info["vocabulary"]) + 2, embedding_dim, mask_zero=True, name="embedding")(token_ids)
     if dropout > 0:  # drop whole word vectors (noise shape broadcasts over the embedding axis)
         x = keras.layers.SpatialDropout1D(dropout, name="word_dropout")(x)
+    words = x
     if cfg.pooling not in ("last", "max"):
         raise UserError(f"pooling {cfg.pooling!r}: choose last or max")
     for i in range(cfg.rnn_layers):
@@ -46,6 +48,14 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
         x = layer(x)
     if cfg.pooling == "max":
         x = MaskedGlobalMaxPooling1D(name="max_over_time")(x)
+    if cfg.conv_filters:  # Kim (2014): n-gram detectors over the word vectors, max over time
+        not_padding = NotPadding(name="not_padding")(token_ids)  # the mask Conv1D does not carry
+        branches, words = [x], ZeroMasked(name="zero_padding")(words)
+        for width in cfg.conv_widths:
+            conv = keras.layers.Conv1D(cfg.conv_filters, int(width), padding="same", activation="relu",
+                                       name=f"conv_{width}")(words)
+            branches.append(MaskedGlobalMaxPooling1D(name=f"conv_{width}_max")(conv, mask=not_padding))
+        x = keras.layers.Concatenate(name="rnn_and_cnn")(branches)
     if cfg.dense_units:
         x = keras.layers.Dense(cfg.dense_units, activation="relu", name="hidden")(x)
     if dropout > 0:
