@@ -89,3 +89,19 @@ def image_grid(images, path: Path, titles: Sequence[str] | None = None, columns:
             if titles is not None:
                 ax.set_title(titles[i], fontsize=7)
     return _save(fig, path)
+
+
+def classification_report_plots(images, y_true, probabilities, class_names: Sequence[str], plots_dir: Path,
+                                worst: int = 32) -> list[Path]:
+    """A test confusion matrix and a grid of the most confident mistakes (true->predicted p)."""
+    y_true, probabilities = np.asarray(y_true), np.asarray(probabilities)
+    y_pred = probabilities.argmax(axis=1)
+    written = [confusion_matrix(y_true, y_pred, class_names, Path(plots_dir) / "confusion_matrix.png",
+                                title="test confusion matrix")]
+    wrong = np.flatnonzero(y_pred != y_true)
+    if len(wrong):
+        chosen = wrong[np.argsort(-probabilities[wrong, y_pred[wrong]])][:worst]
+        titles = [f"{class_names[y_true[i]]}->{class_names[y_pred[i]]} {probabilities[i, y_pred[i]]:.2f}"
+                  for i in chosen]
+        written.append(image_grid(np.asarray(images)[chosen], Path(plots_dir) / "worst_mistakes.png", titles=titles))
+    return written

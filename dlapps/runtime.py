@@ -73,6 +73,10 @@ def setup(runtime: Runtime):
         keras.utils.set_random_seed(runtime.seed)
     if runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
+    else:  # a process that ran a deterministic job before must not stay deterministic (nor lose XLA)
+        from tensorflow.python.framework import config as tf_config  # no public API for this
+
+        tf_config.disable_op_determinism()
     return strategy or make_strategy(runtime.strategy, n_cpus)
 
 

@@ -113,7 +113,8 @@ def _writable_dir(path: Path, overwrite: bool, must_be_new: bool = True) -> Path
     return path
 
 
-def _write_json(path: Path, value: Any) -> None:
+def write_json(path: Path, value: Any) -> None:
+    """`value` as indented JSON (NumPy values and paths converted)."""
     path.write_text(json.dumps(value, indent=2, default=_json_default) + "\n", encoding="utf-8")
 
 
@@ -175,9 +176,9 @@ def train(task: Task, cfg, runtime: Runtime = Runtime(), runs_root: str | Path =
                        shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed)
     val_ds = batched(data.val, global_batch_size, cache=cfg.cache) if data.val is not None else None
 
-    _write_json(run_dir / "config.json", {"task": task.name, "config": config_lib.to_dict(cfg),
+    write_json(run_dir / "config.json", {"task": task.name, "config": config_lib.to_dict(cfg),
                                           "runtime": dataclasses.asdict(runtime), "replicas": replicas})
-    _write_json(run_dir / "info.json", info)
+    write_json(run_dir / "info.json", info)
     if not quiet:
         print(f"dlapps: training {task.name} ({task.summary}); data: {info.get('source_description', cfg.source)}; "
               f"{replicas} replica(s), global batch {global_batch_size}; run dir {run_dir}", file=sys.stderr)
@@ -220,7 +221,7 @@ def train(task: Task, cfg, runtime: Runtime = Runtime(), runs_root: str | Path =
         metrics["val"] = task.evaluate(eval_model, dataclasses.replace(data, test=data.val), cfg)
     metrics.update(epochs=len(history.get("phase", [])), train_seconds=round(seconds, 1),
                    replicas=replicas, global_batch_size=global_batch_size)
-    _write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "metrics.json", metrics)
     from dlapps import plots
 
     (run_dir / "plots").mkdir(exist_ok=True)

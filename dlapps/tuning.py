@@ -41,6 +41,7 @@ from dlapps import config as config_lib
 from dlapps.errors import UserError
 from dlapps.runtime import Runtime, setup
 from dlapps.task import Data, Task
+from dlapps.training import write_json
 
 TUNERS = ("random", "bayesian", "hyperband")
 SEARCH_TYPES = ("int", "float", "choice", "boolean", "fixed")
@@ -460,7 +461,7 @@ def tune(task: Task, cfg, runtime: Runtime = Runtime(), tuner: str = "random", m
         done_before = _read_json(progress, []) if resumed else []
 
         def record(trial):
-            _write_json(progress, done_before + keras_tuner_obj.trials_run)
+            write_json(progress, done_before + keras_tuner_obj.trials_run)
         keras_tuner_obj.on_trial_done = record
 
         role = {None: "", "chief": " (chief: runs the oracle, workers train)"}.get(tuner_id, f" (worker {tuner_id})")
@@ -532,7 +533,7 @@ def _tuning_dir(task: Task, runs_root, run_dir, overwrite: bool, tuner_id: str |
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         if tuner_id in (None, "chief"):
-            _write_json(manifest, settings)
+            write_json(manifest, settings)
     except OSError as err:
         raise UserError(f"cannot write to {run_dir} ({err.strerror}); choose another --run-dir") from None
     return run_dir
@@ -543,10 +544,6 @@ def _read_json(path: Path, default: Any) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return default
-
-
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------- results

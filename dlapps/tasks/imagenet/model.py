@@ -181,16 +181,8 @@ def make_plots(model: keras.Model, data, cfg: Config, plots_dir: Path) -> list[P
     from dlapps import plots
 
     images, y_true, probabilities = _predictions(model, data.test)
-    names = data.info["class_names"]
-    y_pred = probabilities.argmax(axis=1)
-    written = [plots.confusion_matrix(y_true, y_pred, names, Path(plots_dir) / "confusion_matrix.png",
-                                      title="test confusion matrix")]
-    wrong = np.flatnonzero(y_pred != y_true)
-    if len(wrong):
-        worst = wrong[np.argsort(-probabilities[wrong, y_pred[wrong]])][:24]
-        titles = [f"{names[y_true[i]]}->{names[y_pred[i]]} {probabilities[i, y_pred[i]]:.2f}" for i in worst]
-        written.append(plots.image_grid(images[worst], Path(plots_dir) / "worst_mistakes.png", titles=titles))
-    return written
+    return plots.classification_report_plots(images, y_true, probabilities, data.info["class_names"],
+                                             plots_dir, worst=24)
 
 
 # ----------------------------------------------------------------------------- inference

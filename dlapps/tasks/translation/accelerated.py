@@ -195,9 +195,9 @@ def assemble(folder: Path, out: Path, run_dir: Path, save: bool, overwrite: bool
         metrics["val"] = task.evaluate(model, dataclasses.replace(data, test=data.val), cfg)
     metrics.update(epochs=cfg.epochs, train_seconds=fitted["train_seconds"], replicas=1,
                    global_batch_size=cfg.batch_size, trained_on=f"{fitted['hardware']} (Keras {fitted['backend']} backend)")
-    training._write_json(run_dir / "metrics.json", metrics)
-    training._write_json(run_dir / "info.json", info)
-    training._write_json(run_dir / "config.json", {"task": task.name, "config": config_lib.to_dict(cfg),
+    training.write_json(run_dir / "metrics.json", metrics)
+    training.write_json(run_dir / "info.json", info)
+    training.write_json(run_dir / "config.json", {"task": task.name, "config": config_lib.to_dict(cfg),
                                                    "runtime": {"note": "trained by accelerated.fit"}, "replicas": 1})
     model.save(run_dir / "model.keras")
     history = {key: [row[key] for row in fitted["history"]] for key in fitted["history"][0] if key != "epoch"}
