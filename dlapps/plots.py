@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Write a figure as PNG (folders created) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -40,7 +41,7 @@ def learning_curves(history: dict[str, list], path: Path, title: str = "") -> Pa
         ax.legend()
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def predicted_vs_true(y_true, y_pred, path: Path, unit: str = "") -> Path:
@@ -53,7 +54,7 @@ def predicted_vs_true(y_true, y_pred, path: Path, unit: str = "") -> Path:
     ax.set_xlabel(f"true {unit}".strip())
     ax.set_ylabel(f"predicted {unit}".strip())
     ax.set_title("predicted vs true")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrix(y_true, y_pred, class_names: Sequence[str], path: Path, title: str = "") -> Path:
@@ -73,7 +74,7 @@ def confusion_matrix(y_true, y_pred, class_names: Sequence[str], path: Path, tit
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or "confusion matrix")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def image_grid(images, path: Path, titles: Sequence[str] | None = None, columns: int = 8) -> Path:
@@ -88,7 +89,7 @@ def image_grid(images, path: Path, titles: Sequence[str] | None = None, columns:
             ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
             if titles is not None:
                 ax.set_title(titles[i], fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def classification_report_plots(images, y_true, probabilities, class_names: Sequence[str], plots_dir: Path,

@@ -701,7 +701,7 @@ def _plots(rows, metric: str, direction: str, space: dict, weights: dict[str, fl
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="trial", ylabel=metric, title=f"{title}: {metric} by trial ({direction})")
     ax.legend()
-    written = [plots._save(fig, plots_dir / "score_by_trial.png")]
+    written = [plots.save_figure(fig, plots_dir / "score_by_trial.png")]
 
     names = list(weights)[:4] or [n for n in space if len({repr(r.get(n)) for r in by_id}) > 1][:4]
     if names:
@@ -721,7 +721,7 @@ def _plots(rows, metric: str, direction: str, space: dict, weights: dict[str, fl
             ax.set(xlabel=f"{name}{weight}")
         axes[0][0].set_ylabel(metric)
         fig.suptitle(f"{title}: {metric} against the hyperparameters most related to it")
-        written.append(plots._save(fig, plots_dir / "score_vs_hyperparameters.png"))
+        written.append(plots.save_figure(fig, plots_dir / "score_vs_hyperparameters.png"))
     return written
 
 

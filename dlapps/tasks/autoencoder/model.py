@@ -180,7 +180,7 @@ def make_plots(model: keras.Model, data, cfg: Config, plots_dir: Path) -> list[P
     ax.set_xlabel(f"{axis_name} 1")
     ax.set_ylabel(f"{axis_name} 2")
     ax.set_title(f"test images in the {codes.shape[1]}-d code space" + (" (PCA)" if codes.shape[1] > 2 else ""))
-    written.append(plots._save(fig, plots_dir / "latent_space.png"))
+    written.append(plots.save_figure(fig, plots_dir / "latent_space.png"))
 
     anomaly = cfg.anomaly_class if cfg.anomaly_class is not None else data.info.get("anomaly_class")
     if anomaly is not None and (parts["label"] == anomaly).any():
@@ -193,7 +193,7 @@ def make_plots(model: keras.Model, data, cfg: Config, plots_dir: Path) -> list[P
         ax.set_xlabel("reconstruction MSE per image (the anomaly score)")
         ax.set_ylabel("density")
         ax.legend()
-        written.append(plots._save(fig, plots_dir / "anomaly_scores.png"))
+        written.append(plots.save_figure(fig, plots_dir / "anomaly_scores.png"))
 
     if cfg.variant == "vae":  # new images: decode codes drawn from the prior N(0, I)
         decoder = decoder_of(model)

@@ -77,6 +77,8 @@ def make_plots(model: keras.Model, data, cfg: Config, plots_dir: Path) -> list[P
     """The most positive and most negative scored test texts, and the score histogram by class."""
     import matplotlib.pyplot as plt
 
+    from dlapps import plots
+
     texts = [t.decode("utf-8", errors="replace") for t, _ in data.test.as_numpy_iterator()]
     y_true, prob = probabilities(model, data.test)
     order = np.argsort(prob)
@@ -96,12 +98,7 @@ def make_plots(model: keras.Model, data, cfg: Config, plots_dir: Path) -> list[P
     hist.set_xlabel("p(positive)")
     hist.set_title("scores by true class")
     hist.legend()
-    path = Path(plots_dir) / "most_positive_negative.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [plots.save_figure(fig, Path(plots_dir) / "most_positive_negative.png")]
 
 
 def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config) -> list[str]:

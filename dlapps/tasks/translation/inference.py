@@ -124,10 +124,9 @@ def cross_attention(model, sentence: str, beam_size: int = 1) -> tuple[list[str]
 
 def make_plots(model, data, cfg: Config, plots_dir) -> list[Path]:
     """Cross-attention heatmap (last decoder block, mean over heads) for the first test sentence."""
-    import matplotlib
+    from dlapps import plots  # selects the Agg backend before pyplot loads
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: I001
 
     sources = [inputs["source"].numpy().decode("utf-8") for inputs, _ in data.test.take(1)]
     if not sources:
@@ -140,9 +139,4 @@ def make_plots(model, data, cfg: Config, plots_dir) -> list[Path]:
     ax.set_xlabel("source tokens")
     ax.set_ylabel("generated tokens")
     ax.set_title("cross-attention (last decoder block, mean of heads)")
-    path = Path(plots_dir) / "attention.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [plots.save_figure(fig, Path(plots_dir) / "attention.png")]
