@@ -275,7 +275,7 @@ def save_model_card(task: Task, cfg, run_dir: Path, saved_dir: Path, metrics: di
         shutil.copytree(run_dir / "plots", saved_dir / "plots", dirs_exist_ok=True)
     (saved_dir / "config.toml").write_text(config_lib.to_toml(
         cfg, header=f"The configuration that trained saved_models/{task.name}/model.keras"), encoding="utf-8")
-    rows = "\n".join(f"| {split} | {name} | {_figure(value)} |" for split in ("val", "test")
+    rows = "\n".join(f"| {split} | {name} | {readable(value)} |" for split in ("val", "test")
                      for name, value in metrics.get(split, {}).items() if isinstance(value, (int, float)))
     card = f"""# {task.name}: {task.summary}
 
@@ -305,7 +305,7 @@ dlapps train {task.name} --config {saved_dir.as_posix()}/config.toml --precision
     return saved_dir
 
 
-def _figure(value: float) -> str:
+def readable(value: float) -> str:
     """A metric as people read it: 49,572 rather than 4.957e+04; 0.9812 rather than 0.98123456."""
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 

@@ -13,7 +13,7 @@ import pandas as pd
 from dlapps.errors import UserError
 from dlapps.layers import ImputeMissing, Log1p, PiecewiseLinearEncoding
 from dlapps.tasks.tabular.data import Config, to_columns
-from dlapps.training import batched, make_optimizer
+from dlapps.training import batched, make_optimizer, readable
 
 
 def preprocessing(info: dict) -> tuple[dict, keras.KerasTensor]:
@@ -159,4 +159,4 @@ def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config) -> l
 
     columns = {name: tf.constant(values) for name, values in to_columns(frame, info["kinds"]).items()}
     predictions = np.asarray(model.predict_on_batch(columns)).ravel()
-    return [f"{info['target']} = {value:,.4g}" for value in predictions]
+    return [f"{info['target']} = {readable(float(value))}" for value in predictions]
