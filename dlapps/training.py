@@ -168,7 +168,9 @@ def train(task: Task, cfg, runtime: Runtime = Runtime(), runs_root: str | Path =
     global_batch_size = cfg.batch_size * replicas
     data = task.load_data(cfg)
     info = dict(data.info)
-    train_size = info.setdefault("train_size", count(data.train))
+    if "train_size" not in info:  # count only when the loader did not say (counting may read it all)
+        info["train_size"] = count(data.train)
+    train_size = info["train_size"]
     info["steps_per_epoch"] = max(1, -(-train_size // global_batch_size))
     info["global_batch_size"] = global_batch_size
     data = dataclasses.replace(data, info=info)

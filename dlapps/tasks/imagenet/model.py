@@ -142,14 +142,10 @@ def callbacks(cfg: Config, run_dir, data) -> list:
 
 # ----------------------------------------------------------------------------- metrics and plots
 def _predictions(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    images, labels, probabilities = [], [], []
-    for x, y in batched(dataset, 128).as_numpy_iterator():
-        images.append(x)
-        labels.append(y)
-        probabilities.append(np.asarray(model.predict_on_batch(x)))
-    if not labels:
-        raise UserError("no images to evaluate")
-    return np.concatenate(images), np.concatenate(labels), np.concatenate(probabilities)
+    """(images, labels, probabilities), in batches of 128 (ImageNet-sized inputs)."""
+    from dlapps.tasks.mnist.model import predictions
+
+    return predictions(model, dataset, batch_size=128)
 
 
 def evaluate(model: keras.Model, data, cfg: Config) -> dict[str, float]:

@@ -80,10 +80,10 @@ def feature_extractor(model: keras.Model) -> keras.Model:
 
 
 # ----------------------------------------------------------------------------- metrics
-def predictions(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(images uint8, true labels, predicted probabilities) over an unbatched dataset."""
+def predictions(model: keras.Model, dataset, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images uint8, true labels, predicted probabilities) over an unbatched dataset of any classifier."""
     images, labels, probabilities = [], [], []
-    for x, y in batched(dataset, 512).as_numpy_iterator():
+    for x, y in batched(dataset, batch_size).as_numpy_iterator():
         images.append(x)
         labels.append(y)
         probabilities.append(np.asarray(model.predict_on_batch(x)))
