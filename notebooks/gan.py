@@ -72,7 +72,7 @@ print(inspect.getsource(GAN.generator_step))
 # %% [markdown]
 # ## Training
 # `training.train` calls `fit()`; the task adds a callback that draws the same 64 latent
-# vectors after every epoch (`<run>/samples/epoch_XXX.png`, and `training.gif` at the end).
+# vectors after every epoch (`<run>/samples/epoch_001.png`, `epoch_002.png`, ..., and `training.gif` at the end).
 
 # %%
 result = training.train(task, cfg, runs_root="runs", quiet=True)
