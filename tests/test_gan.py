@@ -90,6 +90,51 @@ def test_each_phase_updates_only_its_network(digits):
     assert int(model.d_optimizer.iterations) == 1 and int(model.g_optimizer.iterations) == 1
 
 
+def test_diff_augment_shifts_and_cuts_out_and_lets_gradients_through():
+    import tensorflow as tf
+
+    from dlapps.layers.generative import diff_augment
+
+    seed = keras.random.SeedGenerator(3)
+    square = -np.ones((16, 28, 28, 1), "float32")
+    square[:, 10:18, 10:18] = 1.0
+    shifted = np.asarray(diff_augment(square, ("translation",), seed))
+    # Every image keeps its 8x8 square (shifts of at most 4 pixels cannot push it out), moved.
+    assert ((shifted > 0).sum(axis=(1, 2, 3)) == 64).all()
+    offsets = np.array([np.argwhere(image[..., 0] > 0).min(axis=0) - 10 for image in shifted])
+    assert np.abs(offsets).max() <= 4 and len({tuple(o) for o in offsets}) > 3
+    assert set(np.unique(shifted)) <= {-1.0, 1.0}  # borders filled with background, no blending
+    cut = np.asarray(diff_augment(np.ones((16, 28, 28, 1), "float32"), ("cutout",), seed))
+    blank = (cut == -1.0).sum(axis=(1, 2, 3))
+    assert (blank > 0).all() and (blank <= 14 * 14).all()
+    images = tf.Variable(square)
+    with tf.GradientTape() as tape:
+        total = keras.ops.sum(diff_augment(images, ("translation", "cutout"), seed))
+    assert float(tf.reduce_sum(tf.abs(tape.gradient(total, images)))) > 0
+    with pytest.raises(UserError, match="augment"):
+        build_model(smoke_config(augment=("flip",)), {"image_shape": [28, 28, 1]})
+
+
+def test_generator_average_follows_the_generator_and_is_saved(digits, tmp_path):
+    model = build_model(smoke_config(ema=0.9, augment=("translation", "cutout")), {"image_shape": [28, 28, 1]})
+    assert model.sampler is model.generator_ema
+    real = model.to_unit_range(digits[0][:32])
+    before = _weights(model.generator_ema)
+    model.discriminator_step(real)
+    model.generator_step(32)
+    # After the first generator update (t = 1) the momentum is min(0.9, (1 + t) / (10 + t)) = 2 / 11.
+    momentum = 2 / 11
+    expected = [momentum * b + (1 - momentum) * g for b, g in zip(before, _weights(model.generator))]
+    assert not _same(before, _weights(model.generator))
+    for got, want in zip(_weights(model.generator_ema), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    model.save(tmp_path / "gan.keras")
+    loaded, _ = training.load_model(tmp_path / "gan.keras")
+    assert loaded.ema == 0.9 and loaded.augment == ("translation", "cutout")
+    assert _same(_weights(loaded.generator_ema), _weights(model.generator_ema))
+    assert np.array_equal(generate(loaded.sampler, 8, 0), generate(model.sampler, 8, 0))
+
+
 def test_smoke_training_beats_the_untrained_generator(trained):
     result, cfg = trained
     test = result.metrics["test"]
@@ -171,10 +216,16 @@ def test_label_statistics():
 
 
 def test_mirrored_strategy_on_two_logical_cpus(runs):
-    result = training.train(TASK, smoke_config(epochs=1, grid_every=0, fid_samples=64),
-                            Runtime(strategy="mirrored", devices="cpu:2"), **runs)
+    cfg = smoke_config(epochs=1, grid_every=0, fid_samples=64, ema=0.99, augment=("translation", "cutout"))
+    start = {}
+    capture = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: start.update(weights=_weights(capture.model.generator_ema)))
+    task = dataclasses.replace(TASK, callbacks=lambda *_: [capture])
+    result = training.train(task, cfg, Runtime(strategy="mirrored", devices="cpu:2"), **runs)
     assert result.metrics["replicas"] == 2
     assert all(math.isfinite(v) for v in result.history["d_loss"] + result.history["g_loss"])
+    # The weight average was updated on the replicas (in a cross-replica merge_call), not left as it began.
+    assert not _same(_weights(result.model.generator_ema), start["weights"])
 
 
 class _Interrupt(keras.callbacks.Callback):

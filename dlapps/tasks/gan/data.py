@@ -35,6 +35,11 @@ class Config(TrainConfig):
     """One-sided label smoothing: real images get target 1 - this (Salimans et al. 2016)."""
     instance_noise: float = 0.0
     """Std of Gaussian noise added to both real and fake images seen by D (in [-1, 1] units)."""
+    augment: tuple = ()
+    """DiffAugment policies applied to every image the discriminator sees, real and generated:
+    translation, cutout (Zhao et al. 2020; keeps D from memorising a small training set)."""
+    ema: float = 0.0
+    """Momentum of a moving average of the generator's weights used for sampling (e.g. 0.999); 0: off."""
     classifier: str = "saved_models/mnist/model.keras"
     """The digit classifier whose penultimate features give the classifier FID."""
     feature_layer: str = "features"

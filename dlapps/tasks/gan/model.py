@@ -11,6 +11,7 @@ import numpy as np
 
 from dlapps.errors import UserError
 from dlapps.layers import GAN
+from dlapps.layers.generative import AUGMENTATIONS
 from dlapps.tasks.gan import metrics as gan_metrics
 from dlapps.tasks.gan.data import Config
 from dlapps.training import batched, make_optimizer
@@ -61,6 +62,14 @@ def _optimizer(cfg: Config, info: dict, hp=None):
     return optimizer
 
 
+def _augmentations(augment) -> tuple[str, ...]:
+    names = tuple(augment.split(",") if isinstance(augment, str) else augment)
+    unknown = sorted(set(names) - set(AUGMENTATIONS))
+    if unknown:
+        raise UserError(f"augment {unknown}: choose among {', '.join(AUGMENTATIONS)}")
+    return names
+
+
 def build_model(cfg: Config, info: dict, hp=None) -> GAN:
     """The compiled GAN (generator + discriminator, two Adam optimizers); `hp` may tune the sizes."""
     latent_dim = hp.Int("latent_dim", 16, 128, step=16, default=cfg.latent_dim) if hp else cfg.latent_dim
@@ -74,7 +83,7 @@ def build_model(cfg: Config, info: dict, hp=None) -> GAN:
         raise UserError(f"the DCGAN draws 28x28 images; the data has shape {shape}")
     gan = GAN(build_generator(latent_dim, g_filters, shape[-1]), build_discriminator(d_filters, dropout, shape),
               latent_dim=latent_dim, label_smoothing=cfg.label_smoothing, instance_noise=cfg.instance_noise,
-              seed=cfg.seed, name="dcgan")
+              seed=cfg.seed, augment=_augmentations(cfg.augment), ema=cfg.ema, name="dcgan")
     gan.compile(d_optimizer=_optimizer(cfg, info, hp), g_optimizer=_optimizer(cfg, info, hp))
     return gan
 
@@ -105,7 +114,7 @@ class SampleGrid(keras.callbacks.Callback):
         if self.every and (epoch + 1) % self.every == 0:
             from dlapps import plots
 
-            images = np.asarray(GAN.to_pixels(self.model.generator(self.latents, training=False))).astype(np.uint8)
+            images = np.asarray(GAN.to_pixels(self.model.sampler(self.latents, training=False))).astype(np.uint8)
             plots.image_grid(images, self.folder / f"epoch_{epoch + 1:03d}.png")
 
     def on_train_end(self, logs=None):
@@ -150,7 +159,7 @@ def evaluate(model: GAN, data, cfg: Config) -> dict[str, float]:
         return out
     extractor = gan_metrics.feature_model(classifier, cfg.feature_layer)
     real = _images(data.test)
-    samples = generate(model.generator, cfg.fid_samples, cfg.seed)
+    samples = generate(model.sampler, cfg.fid_samples, cfg.seed)
     real_features, real_probabilities = gan_metrics.features_and_probabilities(extractor, real)
     sample_features, sample_probabilities = gan_metrics.features_and_probabilities(extractor, samples)
     out["classifier_fid"] = gan_metrics.frechet_distance(sample_features, real_features)
@@ -175,7 +184,7 @@ def make_plots(model: GAN, data, cfg: Config, plots_dir: Path) -> list[Path]:
     """64 samples, labelled by the MNIST classifier (with its confidence) when it is available."""
     from dlapps import plots
 
-    samples = generate(model.generator, 64, cfg.seed)
+    samples = generate(model.sampler, 64, cfg.seed)
     titles = None
     classifier = gan_metrics.load_classifier(cfg.classifier)
     if classifier is not None:
@@ -196,7 +205,7 @@ def predict(model: GAN, inputs: list[str], info: dict, cfg: Config) -> list[str]
                         "(e.g. dlapps predict gan samples.png --set n=64 --set seed=0)")
     if cfg.n < 1:
         raise UserError(f"n={cfg.n}: draw at least one digit")
-    generator = model.generator if isinstance(model, GAN) else model
+    generator = model.sampler if isinstance(model, GAN) else model
     path = Path(inputs[0] if inputs else cfg.output)
     if path.suffix.lower() != ".png":
         raise UserError(f"{path}: the grid is written as PNG; give a path ending in .png")
