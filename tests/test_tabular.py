@@ -42,9 +42,11 @@ def test_smoke_training_learns(runs):
     assert (result.run_dir / "plots" / "predicted_vs_true.png").exists()
 
 
-def test_csv_with_categories_and_missing_values_round_trips_raw_rows(tmp_path, runs):
+@pytest.mark.parametrize("encoding", ["standardize", "periodic"])
+def test_csv_with_categories_and_missing_values_round_trips_raw_rows(tmp_path, runs, encoding):
     path = mixed_csv(tmp_path / "prices.csv")
-    cfg = smoke(data=str(path), target="price", epochs=60, learning_rate=0.01)
+    cfg = smoke(data=str(path), target="price", epochs=60, learning_rate=0.01, numeric_encoding=encoding,
+                periodic_sigma="0.1")
     result = training.train(TASK, cfg, **runs)
     test = result.metrics["test"]
     assert test["r2"] > 0.8, test  # the category and the gaps are used, not ignored
@@ -55,6 +57,22 @@ def test_csv_with_categories_and_missing_values_round_trips_raw_rows(tmp_path, r
     assert before == after and len(after) == 3
     red, blue = (float(line.split("=")[1].replace(",", "")) for line in after[:2])
     assert red - blue > 20  # 'red' adds +5 * 10 to the price in the generator
+
+
+def test_periodic_encoding_waves_and_gaps():
+    from dlapps.layers import PeriodicEncoding
+
+    layer = PeriodicEncoding(frequencies=4, sigma=0.5)
+    waves = np.asarray(layer(np.array([[0.0], [1.0], [np.nan]], "float32")))
+    assert waves.shape == (3, 8) and np.isfinite(waves).all()
+    np.testing.assert_allclose(waves[0], [1, 1, 1, 1, 0, 0, 0, 0], atol=1e-6)  # cos 0, sin 0
+    np.testing.assert_allclose(waves[2], waves[0])  # a gap encodes as the mean (0); ImputeMissing flags it
+    coefficients = np.asarray(layer.coefficients)
+    np.testing.assert_allclose(waves[1], np.concatenate([np.cos(2 * np.pi * coefficients),
+                                                         np.sin(2 * np.pi * coefficients)]), atol=1e-5)
+    assert layer.coefficients.trainable
+    with pytest.raises(UserError, match="numeric_encoding"):
+        TASK.build_model(smoke(numeric_encoding="fourier"), {})
 
 
 def test_same_seed_deterministic_runs_give_identical_metrics(runs, tmp_path):

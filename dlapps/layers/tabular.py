@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -69,3 +71,37 @@ class PiecewiseLinearEncoding(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "edges": self.edges}
+
+
+@keras.saving.register_keras_serializable(package="dlapps")
+class PeriodicEncoding(keras.layers.Layer):
+    """Periodic features of a standardised number with trainable frequencies (Gorishniy et al., 2022).
+
+    v(x) = [cos(2 pi c_1 x), ..., cos(2 pi c_k x), sin(2 pi c_1 x), ..., sin(2 pi c_k x)] with the
+    k frequencies c_i initialised from N(0, sigma^2) and learned. Followed by a Dense + ReLU per
+    column (the paper's "PLR" embedding), it lets an MLP draw sharp, local functions of one column
+    (a price jump at one latitude) that a single standardised input makes hard to learn. `sigma`
+    sets the initial frequency scale and matters most: too small is smooth, too large is noise.
+    Input (batch, 1) standardised (NaN is encoded as 0, the mean: ImputeMissing flags it); output (batch, 2k).
+    """
+
+    def __init__(self, frequencies: int = 16, sigma: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.frequencies = int(frequencies)
+        self.sigma = float(sigma)
+
+    def build(self, input_shape):
+        self.coefficients = self.add_weight(
+            shape=(self.frequencies,), name="coefficients",
+            initializer=keras.initializers.RandomNormal(stddev=self.sigma))
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        angles = 2.0 * math.pi * ops.where(ops.isnan(x), ops.zeros_like(x), x) * self.coefficients
+        return ops.concatenate([ops.cos(angles), ops.sin(angles)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 2 * self.frequencies)
+
+    def get_config(self):
+        return {**super().get_config(), "frequencies": self.frequencies, "sigma": self.sigma}

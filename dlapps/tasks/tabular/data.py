@@ -44,7 +44,14 @@ class Config(TrainConfig):
     log_skewed: bool = True
     """Feed log(1 + x) of non-negative numeric columns whose skewness exceeds 2 (counts, sizes)."""
     numeric_encoding: str = "standardize"
-    """standardize (z-score + missing flag), or piecewise (piecewise-linear encoding over quantile bins)."""
+    """standardize (z-score + missing flag); piecewise (piecewise-linear encoding over quantile bins);
+    or periodic (z-score + missing flag + a learned periodic embedding per column, see PeriodicEncoding)."""
+    periodic_frequencies: int = 16
+    """numeric_encoding=periodic: frequencies per column (each gives a cosine and a sine)."""
+    periodic_sigma: float = 1.0
+    """numeric_encoding=periodic: std of the initial frequencies (in units of the standardised column)."""
+    periodic_dim: int = 16
+    """numeric_encoding=periodic: size of each column's embedding (Dense + ReLU over its waves)."""
     bins: int = 16
     """Quantile bins per numeric column for numeric_encoding=piecewise."""
 

@@ -11,9 +11,12 @@ import numpy as np
 import pandas as pd
 
 from dlapps.errors import UserError
-from dlapps.layers import ImputeMissing, Log1p, PiecewiseLinearEncoding
+from dlapps.layers import ImputeMissing, Log1p, PeriodicEncoding, PiecewiseLinearEncoding
 from dlapps.tasks.tabular.data import Config, to_columns
 from dlapps.training import batched, make_optimizer, readable
+
+
+NUMERIC_ENCODINGS = ("standardize", "piecewise", "periodic")
 
 
 def preprocessing(info: dict) -> tuple[dict, keras.KerasTensor]:
@@ -31,6 +34,12 @@ def preprocessing(info: dict) -> tuple[dict, keras.KerasTensor]:
             normalized = keras.layers.Normalization(
                 mean=stats["mean"], variance=max(stats["variance"], 1e-12), name=f"{name}_norm")(values)
             encoded.append(ImputeMissing(0.0, name=f"{name}_impute")(normalized))
+            if info.get("numeric_encoding") == "periodic":  # + its own periodic embedding (PLR)
+                periodic = info["periodic"]
+                waves = PeriodicEncoding(periodic["frequencies"], periodic["sigma"],
+                                         name=f"{name}_periodic")(normalized)
+                encoded.append(keras.layers.Dense(periodic["dim"], activation="relu",
+                                                  name=f"{name}_periodic_dense")(waves))
         else:
             inputs[column] = keras.Input(shape=(1,), name=name, dtype="string")
             vocabulary = info["stats"][column]["vocabulary"]
@@ -57,10 +66,15 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
     activation = (hp.Choice("activation", ["relu", "gelu", "selu", "elu", "tanh", "swish"],
                             default=cfg.activation) if hp else cfg.activation)
 
-    if cfg.numeric_encoding not in ("standardize", "piecewise"):
-        raise UserError(f"numeric_encoding {cfg.numeric_encoding!r}: choose standardize or piecewise")
+    if cfg.numeric_encoding not in NUMERIC_ENCODINGS:
+        raise UserError(f"numeric_encoding {cfg.numeric_encoding!r}: choose {', '.join(NUMERIC_ENCODINGS)}")
+    encoding = (hp.Choice("numeric_encoding", list(NUMERIC_ENCODINGS), default=cfg.numeric_encoding)
+                if hp else cfg.numeric_encoding)
+    periodic = {"frequencies": cfg.periodic_frequencies, "dim": cfg.periodic_dim,
+                "sigma": (hp.Float("periodic_sigma", 0.01, 10.0, sampling="log", default=cfg.periodic_sigma)
+                          if hp else cfg.periodic_sigma)}  # (declared for every trial: used when periodic)
     inputs, x = preprocessing({**info, "one_hot_max": cfg.one_hot_max, "embedding_dim": cfg.embedding_dim,
-                               "numeric_encoding": cfg.numeric_encoding})
+                               "numeric_encoding": encoding, "periodic": periodic})
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
     for i in range(depth):
         x = keras.layers.Dense(units, kernel_initializer=cfg.kernel_initializer,
