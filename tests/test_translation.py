@@ -275,3 +275,110 @@ def test_saved_model_translates(shared_data):
     assert "Hunde" in out[1] and "Schnee" in out[1], out
     metrics = json.loads((saved.parent / "metrics.json").read_text())
     assert metrics["val"]["bleu"] >= 32
+
+
+# ----------------------------------------------------------------------------- WordPiece tokenizer
+WP_TRAIN_DE = ["Ein Mann fährt Fahrrad.", "Zwei Männer tragen Helme.", "Ein Radfahrer trägt einen Helm, 2019!",
+               'Die Frau sagt "Hallo" zu 3,5 Kindern (heute).', "Ein Mädchen fährt Rad.", "Große Hunde spielen."]
+
+
+def test_wordpiece_vocabulary_is_learned_on_the_training_split_only(tmp_path):
+    en = ["A man rides a bike.", "Two men wear helmets.", "A cyclist wears a helmet, 2019!",
+          'The woman says "hello" to 3.5 children (today).', "A girl rides.", "Big dogs play."]
+    _write_corpus(tmp_path, {"en": en, "de": WP_TRAIN_DE})
+    _write_corpus(tmp_path, {"en": ["Quiet zebras jump."], "de": ["Qualvolle Yaks jubeln."]}, split="val")
+    data = TASK.load_data(TASK.config(data=str(tmp_path), source="file", tokenizer="wordpiece", subword_vocab=300))
+    info = data.info
+    assert info["tokenizer"] == "wordpiece" and info["val_size"] == 1
+    for side, unseen in (("source", "Qzj"), ("target", "QvYj")):
+        vocabulary = info[f"{side}_vocabulary"]
+        assert 0 < len(vocabulary) <= 300 - 2, side  # padding and [UNK] complete the 300
+        # These letters occur only in the validation sentences: no piece may contain them.
+        assert not any(c in piece for piece in vocabulary for c in unseen), side
+    assert info["target_vocabulary"][:2] == ["[start]", "[end]"] and "##a" in info["target_vocabulary"]
+    # Labels are WordPiece ids; the three words with letters never seen in training become [UNK].
+    (inputs, labels), = data.val.take(1).as_numpy_iterator()
+    vocabulary = ["", "[UNK]"] + info["target_vocabulary"]
+    tokens = [vocabulary[i] for i in labels if i]
+    assert tokens[-2:] == [".", "[end]"] and tokens.count("[UNK]") == 3, tokens
+
+
+def test_wordpiece_round_trip_punctuation_digits_umlauts_and_unseen_compounds():
+    from dlapps.tasks.translation import subword
+
+    vocabulary = subword.learn_wordpiece(WP_TRAIN_DE * 3, 120, reserved=("[start]", "[end]"))
+    layer = subword.vectorizer("wordpiece", vocabulary, 48, target=True)
+    id_to_token = layer.get_vocabulary()
+    texts = ['Die Frau sagt "Hallo" zu 3,5 Kindern (heute).', "Große Männer, 2019!",
+             "Fahrradhelme tragen Mädchen!"]  # "Fahrradhelme" never occurs in training
+    ids = np.asarray(layer(np.array(texts, dtype=object)))
+    for text, row in zip(texts, ids):
+        tokens = [id_to_token[i] for i in row if i]
+        assert tokens[0] == "[start]" and tokens[-1] == "[end]"
+        assert "[UNK]" not in tokens
+        assert subword.tokens_to_text(tokens[1:-1], "wordpiece") == text
+    compound = [id_to_token[i] for i in ids[2] if i][1:]
+    assert compound[0] == "Fahrrad" and compound[1].startswith("##"), compound  # spelt from known pieces
+    assert subword.wordpieces_to_words(["Fahr", "##rad", "##helme", ",", "2", "0"]) == ["Fahrradhelme", ",", "2", "0"]
+    # Token counts (for the truncation warning) count pieces, without the markers.
+    assert subword.token_counts(layer, texts[1:2]) == [len(ids[1][ids[1] > 0]) - 2]
+
+
+def test_bad_tokenizer_settings_are_clear_errors(tmp_path):
+    with pytest.raises(UserError, match="tokenizer 'bpe': choose word .* or wordpiece"):
+        TASK.load_data(TASK.config(tokenizer="bpe"))
+    _write_corpus(tmp_path, {"en": EN, "de": DE})
+    with pytest.raises(UserError, match=r"subword_vocab=20 is too small: .* characters.*--set subword_vocab="):
+        TASK.load_data(TASK.config(data=str(tmp_path), source="file", tokenizer="wordpiece", subword_vocab=20))
+
+
+@pytest.fixture(scope="module")
+def trained_wordpiece(tmp_path_factory):
+    """A smoke run with tokenizer=wordpiece (a small vocabulary, so longer numbers come in pieces)."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    root = tmp_path_factory.mktemp("translation_wordpiece")
+    cfg = config.resolve(TASK, "smoke", {"tokenizer": "wordpiece", "subword_vocab": 100, "max_length": 24})
+    result = training.train(TASK, cfg, Runtime(), runs_root=root / "runs", saved_models_root=root / "saved",
+                            quiet=True)
+    return cfg, result
+
+
+def test_smoke_training_with_wordpiece_learns_the_embedded_task(trained_wordpiece):
+    cfg, result = trained_wordpiece
+    info = json.loads((result.run_dir / "info.json").read_text())
+    assert info["tokenizer"] == "wordpiece" and len(info["source_vocabulary"]) <= 98
+    assert any(piece.startswith("##") and len(piece) > 3 for piece in info["source_vocabulary"])  # real subwords
+    assert result.metrics["test"]["exact_match"] > 0.5, result.metrics  # guessing whole numbers: ~0
+    assert result.history["loss"][-1] < 0.5 * result.history["loss"][0]
+
+
+def test_wordpiece_model_save_load_round_trip_on_raw_strings(trained_wordpiece, tmp_path):
+    from dlapps.tasks.translation.subword import WordPieceVectorizer
+
+    cfg, result = trained_wordpiece
+    path = tmp_path / "model.keras"
+    result.model.save(path)
+    loaded, _ = training.load_model(path)
+    assert isinstance(loaded.get_layer("source_vectorizer"), WordPieceVectorizer)
+    sentences = ["forty-two", "seven hundred and five thousand three hundred twelve", "nineteen"]
+    greedy_out = translate(loaded, sentences)
+    assert greedy_out == translate(result.model, sentences)
+    assert translate(loaded, sentences, beam_size=3) == translate(result.model, sentences, beam_size=3)
+    assert all(t.isdigit() for t in greedy_out)
+    assert TASK.predict(loaded, sentences, {}, cfg) == greedy_out
+
+
+def test_accelerated_export_uses_the_models_wordpiece_ids(trained_wordpiece, tmp_path):
+    from dlapps.tasks.translation import accelerated
+
+    cfg, result = trained_wordpiece
+    accelerated.export(tmp_path, "smoke", {"tokenizer": "wordpiece", "subword_vocab": 100, "max_length": 24})
+    arrays = np.load(tmp_path / "arrays.npz")
+    refs = json.loads((tmp_path / "test.refs.json").read_text())
+    model = result.model  # same seed and config: the same data, vocabularies and ids
+    expected = np.asarray(model.get_layer("source_vectorizer")(np.array(refs["source"][:50], dtype=object)))
+    np.testing.assert_array_equal(arrays["test_source_ids"][:50], expected)
+    expected = np.asarray(model.get_layer("target_vectorizer")(np.array(refs["target"][:50], dtype=object)))
+    np.testing.assert_array_equal(arrays["test_target_ids"][:50], expected)

@@ -40,17 +40,14 @@ def export(folder: Path, profile: str, sets: dict) -> None:
 
     from dlapps.task import get_task
     from dlapps.tasks.translation.data import target_ids
-    from dlapps.tasks.translation.text import standardize
+    from dlapps.tasks.translation.subword import vectorizer
 
     task = get_task("translation")
     cfg = config_lib.resolve(task, profile, sets)
     data = task.load_data(cfg)
     info = data.info
-    import keras
-
-    source_vectorizer = keras.layers.TextVectorization(
-        vocabulary=info["source_vocabulary"], standardize=standardize, split="whitespace",
-        output_sequence_length=cfg.max_length)
+    # The same tokenizer layers as the model's (word-level TextVectorization or WordPiece).
+    source_vectorizer = vectorizer(cfg.tokenizer, info["source_vocabulary"], cfg.max_length)
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for split, dataset in (("train", data.train), ("val", data.val), ("test", data.test)):
@@ -60,7 +57,7 @@ def export(folder: Path, profile: str, sets: dict) -> None:
             targets += [s.decode("utf-8") for s in inputs["target"].numpy()]
         arrays[f"{split}_source_ids"] = np.concatenate(
             [np.asarray(source_vectorizer(tf.constant(sources[i:i + 4096]))) for i in range(0, len(sources), 4096)])
-        arrays[f"{split}_target_ids"] = target_ids(targets, info["target_vocabulary"], cfg.max_length)
+        arrays[f"{split}_target_ids"] = target_ids(targets, info["target_vocabulary"], cfg.max_length, cfg.tokenizer)
         (folder / f"{split}.refs.json").write_text(json.dumps({"source": sources, "target": targets}))
     np.savez_compressed(folder / "arrays.npz", **{k: v.astype("int32") for k, v in arrays.items()})
     (folder / "info.json").write_text(json.dumps(info))
@@ -84,13 +81,14 @@ def corpus_scores(transformer, source_ids, references, info, cfg, beam_size: int
     import sacrebleu
 
     from dlapps.tasks.translation.decoding import decode, ids_to_tokens
-    from dlapps.tasks.translation.text import detokenize
+    from dlapps.tasks.translation.subword import tokens_to_text
 
     vocabulary = ["", "[UNK]"] + info["target_vocabulary"]
     start_id, end_id = vocabulary.index("[start]"), vocabulary.index("[end]")
     ids = decode(transformer, source_ids, start_id, end_id, cfg.max_length, beam_size, cfg.length_penalty,
                  batch_size=512)
-    hypotheses = [detokenize(tokens) for tokens in ids_to_tokens(ids, vocabulary, end_id)]
+    tokenizer = info.get("tokenizer", "word")
+    hypotheses = [tokens_to_text(tokens, tokenizer) for tokens in ids_to_tokens(ids, vocabulary, end_id)]
     return {"bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
             "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
             "exact_match": float(np.mean([h == r for h, r in zip(hypotheses, references)])),

@@ -17,6 +17,7 @@ from dlapps.config import TrainConfig
 from dlapps.data import fetch
 from dlapps.errors import UserError
 from dlapps.task import Data
+from dlapps.tasks.translation import subword
 from dlapps.tasks.translation.text import END, START, generated_pairs, python_tokens
 
 
@@ -40,10 +41,15 @@ class Config(TrainConfig):
     (an Anki/Tatoeba file such as deu.txt is English<TAB>German)."""
     max_length: int = 40
     """Tokens per sentence (the target counts its [end] marker); longer ones are truncated, with a warning."""
+    tokenizer: str = "word"
+    """word (TextVectorization: one id per word, rare words -> [UNK]) or wordpiece (subword pieces
+    learned on the training split, one vocabulary per language; unseen words are spelt in pieces)."""
     max_vocab: int = 20_000
-    """Most frequent words kept per language (plus padding and [UNK])."""
+    """tokenizer=word: most frequent words kept per language (plus padding and [UNK])."""
     min_count: int = 2
-    """Words seen fewer times in the training split become [UNK]."""
+    """tokenizer=word: words seen fewer times in the training split become [UNK]."""
+    subword_vocab: int = 8000
+    """tokenizer=wordpiece: pieces per language (characters, '##' continuations and learned pieces)."""
     max_pairs: int = 0
     """Use only the first N training pairs (0 = all), e.g. for a quick look at a big corpus."""
     embedded_pairs: int = 20_000
@@ -261,29 +267,26 @@ def build_vocabulary(sentences: list[str], max_vocab: int, min_count: int, extra
     return list(extra) + words[: max(0, max_vocab - len(extra))]
 
 
-def target_ids(sentences: list[str], vocabulary: list[str], max_length: int):
+def target_ids(sentences: list[str], vocabulary: list[str], max_length: int, tokenizer: str = "word"):
     """(n, max_length + 1) int ids of '[start] sentence [end]' (the model's target vectorizer)."""
-    import keras
     import numpy as np
 
-    from dlapps.tasks.translation.text import standardize_target
-
-    vectorizer = keras.layers.TextVectorization(vocabulary=vocabulary, standardize=standardize_target,
-                                                split="whitespace", output_sequence_length=max_length + 1)
+    vectorizer = subword.vectorizer(tokenizer, vocabulary, max_length + 1, target=True)
     if not sentences:
         return np.zeros((0, max_length + 1), "int64")
-    return np.concatenate([np.asarray(vectorizer(sentences[i:i + 4096]))
+    return np.concatenate([np.asarray(vectorizer(np.array(sentences[i:i + 4096], dtype=object)))
                            for i in range(0, len(sentences), 4096)]).astype("int64")
 
 
-def to_dataset(pairs: Pairs, vocabulary: list[str], max_length: int):
+def to_dataset(pairs: Pairs, vocabulary: list[str], max_length: int, tokenizer: str = "word"):
     """({"source": str, "target": str}, next-token ids (max_length,)) examples, unbatched."""
     import numpy as np
     import tensorflow as tf
 
     sources = [a for a, _ in pairs]
     targets = [b for _, b in pairs]
-    labels = target_ids(targets, vocabulary, max_length)[:, 1:] if pairs else np.zeros((0, max_length), "int64")
+    labels = (target_ids(targets, vocabulary, max_length, tokenizer)[:, 1:] if pairs
+              else np.zeros((0, max_length), "int64"))
     return tf.data.Dataset.from_tensor_slices(
         ({"source": tf.constant(sources, tf.string), "target": tf.constant(targets, tf.string)}, labels))
 
@@ -314,6 +317,7 @@ def load_data(cfg: Config) -> Data:
     """Train/val/test pairs, word vocabularies of the training split, next-token labels."""
     if cfg.max_length < 2:
         raise UserError(f"max_length={cfg.max_length}: need at least 2 tokens")
+    subword.check_tokenizer(cfg.tokenizer)
     train, val, test, description, langs = read_pairs(cfg)
     train, dropped = _clean(train)
     if cfg.max_pairs > 0:
@@ -334,10 +338,18 @@ def load_data(cfg: Config) -> Data:
     if not test:
         test = train  # evaluation of a whole file (val_fraction = test_fraction = 0)
     fit_pairs = train or test
-    source_vocab = build_vocabulary([a for a, _ in fit_pairs], cfg.max_vocab, cfg.min_count)
-    target_vocab = build_vocabulary([b for _, b in fit_pairs], cfg.max_vocab, cfg.min_count, extra=(START, END))
-    too_long = sum(len(python_tokens(a)) > cfg.max_length or len(python_tokens(b)) + 1 > cfg.max_length
-                   for a, b in train)
+    if cfg.tokenizer == "wordpiece":  # learned on the training split only, source and target separately
+        source_vocab = subword.learn_wordpiece([a for a, _ in fit_pairs], cfg.subword_vocab)
+        target_vocab = subword.learn_wordpiece([b for _, b in fit_pairs], cfg.subword_vocab, reserved=(START, END))
+        source_layer = subword.vectorizer(cfg.tokenizer, source_vocab, cfg.max_length)
+        target_layer = subword.vectorizer(cfg.tokenizer, target_vocab, cfg.max_length + 1, target=True)
+        lengths = zip(subword.token_counts(source_layer, [a for a, _ in train]),
+                      subword.token_counts(target_layer, [b for _, b in train]))
+    else:
+        source_vocab = build_vocabulary([a for a, _ in fit_pairs], cfg.max_vocab, cfg.min_count)
+        target_vocab = build_vocabulary([b for _, b in fit_pairs], cfg.max_vocab, cfg.min_count, extra=(START, END))
+        lengths = ((len(python_tokens(a)), len(python_tokens(b))) for a, b in train)
+    too_long = sum(a > cfg.max_length or b + 1 > cfg.max_length for a, b in lengths)
     if too_long:
         print(f"dlapps: warning: {too_long} of {len(train)} training pairs are longer than max_length="
               f"{cfg.max_length} tokens and are truncated", file=sys.stderr)
@@ -350,6 +362,7 @@ def load_data(cfg: Config) -> Data:
         "dropped_empty_pairs": dropped,
         "truncated_training_pairs": too_long,
         "max_length": cfg.max_length,
+        "tokenizer": cfg.tokenizer,
         "source_vocab_size": len(source_vocab) + 2,
         "target_vocab_size": len(target_vocab) + 2,
         "source_vocabulary": source_vocab,
@@ -357,9 +370,9 @@ def load_data(cfg: Config) -> Data:
         "embedded": cfg.data is None and cfg.source == "embedded",
         "model_notes": MODEL_NOTES,
     }
-    return Data(to_dataset(train, target_vocab, cfg.max_length) if train else None,
-                to_dataset(val, target_vocab, cfg.max_length) if val else None,
-                to_dataset(test, target_vocab, cfg.max_length), info)
+    return Data(to_dataset(train, target_vocab, cfg.max_length, cfg.tokenizer) if train else None,
+                to_dataset(val, target_vocab, cfg.max_length, cfg.tokenizer) if val else None,
+                to_dataset(test, target_vocab, cfg.max_length, cfg.tokenizer), info)
 
 
 MODEL_NOTES = (

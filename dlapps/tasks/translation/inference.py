@@ -11,7 +11,8 @@ import numpy as np
 from dlapps.errors import UserError
 from dlapps.tasks.translation.data import Config
 from dlapps.tasks.translation.decoding import decode, ids_to_tokens
-from dlapps.tasks.translation.text import END, START, detokenize, python_tokens
+from dlapps.tasks.translation import subword
+from dlapps.tasks.translation.text import END, START
 
 
 class TruncationWarning(UserWarning):
@@ -28,7 +29,8 @@ def translate(model, sentences: list[str], beam_size: int = 1, length_penalty: f
               batch_size: int = 128) -> list[str]:
     """Translations of raw `sentences` by a trained translator model (greedy or beam search).
 
-    The model file alone is enough: its vectorizers hold the vocabularies.
+    The model file alone is enough: its vectorizers hold the vocabularies. Generated ids become
+    tokens, WordPiece pieces are glued into words, and `text.detokenize` spaces the words.
     """
     if not sentences:
         return []
@@ -36,8 +38,8 @@ def translate(model, sentences: list[str], beam_size: int = 1, length_penalty: f
         if not sentence.strip():
             raise UserError("empty sentence: give at least one word to translate")
     source_vectorizer, target_vocabulary = _vocabularies(model)
-    max_length = int(source_vectorizer.get_config()["output_sequence_length"])
-    too_long = [s for s in sentences if len(python_tokens(s)) > max_length]
+    max_length = subword.sequence_length(source_vectorizer)
+    too_long = [s for s, n in zip(sentences, subword.token_counts(source_vectorizer, sentences)) if n > max_length]
     if too_long:
         warnings.warn(f"{len(too_long)} sentence(s) longer than max_length={max_length} tokens were truncated "
                       f"(e.g. {too_long[0][:60]!r}...)", TruncationWarning, stacklevel=2)
@@ -45,7 +47,8 @@ def translate(model, sentences: list[str], beam_size: int = 1, length_penalty: f
     start_id, end_id = target_vocabulary.index(START), target_vocabulary.index(END)
     ids = decode(model.get_layer("transformer"), source_ids, start_id, end_id, max_length,
                  beam_size=beam_size, length_penalty=length_penalty, batch_size=batch_size)
-    return [detokenize(tokens) for tokens in ids_to_tokens(ids, target_vocabulary, end_id)]
+    tokenizer = subword.kind(source_vectorizer)
+    return [subword.tokens_to_text(tokens, tokenizer) for tokens in ids_to_tokens(ids, target_vocabulary, end_id)]
 
 
 def _pairs(dataset) -> tuple[list[str], list[str]]:

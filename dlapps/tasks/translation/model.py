@@ -1,8 +1,11 @@
 """The encoder-decoder Transformer: raw strings in (tokenization inside), next-token logits out.
 
-    source text ─TextVectorization─► source ids ─┐
-                                                 ├─ transformer ─► logits (batch, max_length, vocab)
-    target text ─TextVectorization─► [start] w1 .. wn [end] ─drop last─► decoder ids ─┘
+    source text ─vectorizer─► source ids ─┐
+                                          ├─ transformer ─► logits (batch, max_length, vocab)
+    target text ─vectorizer─► [start] t1 .. tn [end] ─drop last─► decoder ids ─┘
+
+The vectorizers (subword.vectorizer) are word-level TextVectorization (tokenizer=word) or
+WordPiece layers (tokenizer=wordpiece); either way the saved model takes raw strings.
 
 `transformer` is itself a Functional model of token ids -> logits made of two parts,
 `encoder` (source ids -> context) and `decoder` ((decoder ids, context, source ids) -> hidden
@@ -21,6 +24,7 @@ from dlapps.errors import UserError
 from dlapps.layers.transformer import (PaddingMask, PositionalEmbedding, TokenSlice, TransformerDecoderBlock,
                                        TransformerEncoderBlock)
 from dlapps.tasks.translation.data import Config
+from dlapps.tasks.translation.subword import vectorizer
 from dlapps.training import make_optimizer
 
 
@@ -133,16 +137,12 @@ def compile_model(model: keras.Model, cfg: Config, info: dict, hp=None) -> keras
 def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
     """The compiled training model: {"source": text, "target": text} -> next-token logits."""
     cfg = hyperparameters(cfg, hp)
-    from dlapps.tasks.translation.text import standardize, standardize_target
-
+    tokenizer = info.get("tokenizer", "word")  # info.json of models saved before the key existed: word
     source = keras.Input(shape=(), dtype="string", name="source")
     target = keras.Input(shape=(), dtype="string", name="target")
-    source_ids = keras.layers.TextVectorization(
-        vocabulary=info["source_vocabulary"], standardize=standardize, split="whitespace",
-        output_sequence_length=cfg.max_length, name="source_vectorizer")(source)
-    target_ids = keras.layers.TextVectorization(
-        vocabulary=info["target_vocabulary"], standardize=standardize_target, split="whitespace",
-        output_sequence_length=cfg.max_length + 1, name="target_vectorizer")(target)
+    source_ids = vectorizer(tokenizer, info["source_vocabulary"], cfg.max_length, name="source_vectorizer")(source)
+    target_ids = vectorizer(tokenizer, info["target_vocabulary"], cfg.max_length + 1, target=True,
+                            name="target_vectorizer")(target)
     decoder_ids = TokenSlice(0, -1, name="decoder_inputs")(target_ids)  # [start] w1 .. wn (no last token)
     transformer = build_transformer(cfg, info["source_vocab_size"], info["target_vocab_size"])
     logits = transformer([source_ids, decoder_ids])
