@@ -10,8 +10,8 @@ word never seen in training is still spelt out ("Fahrradhelm" -> "Fahrrad ##helm
 
 `vectorizer(...)` builds the layer for either kind; the model (model.py), the label arrays
 (data.target_ids) and the accelerator export (accelerated.py) all call it, so the ids always agree.
-The WordPiece layer is a registered Keras layer whose config holds its vocabulary: the saved
-`.keras` file alone tokenizes raw strings (tensorflow_text is imported here, before loading).
+The WordPiece layer (dlapps.layers.wordpiece.WordPieceVectorizer) is a registered Keras layer whose
+config holds its vocabulary and splitting rules: the saved `.keras` file alone tokenizes raw strings.
 """
 
 from __future__ import annotations
@@ -21,17 +21,10 @@ from collections import Counter
 import keras
 
 from dlapps.errors import UserError
-from dlapps.tasks.translation.text import END, START, standardize
+from dlapps.layers.wordpiece import SUFFIX, UNKNOWN, WordPieceVectorizer
+from dlapps.tasks.translation.text import END, SPLIT_RULES, START, standardize
 
 TOKENIZERS = ("word", "wordpiece")
-SUFFIX = "##"  # marks a piece that continues the previous one
-UNKNOWN = "[UNK]"
-_PAD = "[PAD]"  # id 0 inside tensorflow_text (which needs a non-empty token); "" to the outside, as in TextVectorization
-
-try:  # registers tensorflow_text's ops before a saved model that uses them is loaded
-    import tensorflow_text as _tf_text  # noqa: F401
-except ImportError:  # pragma: no cover - a dependency in pyproject.toml; "word" works without it
-    _tf_text = None
 
 
 def check_tokenizer(name: str) -> None:
@@ -98,81 +91,15 @@ def wordpieces_to_words(tokens: list[str]) -> list[str]:
     return out
 
 
-@keras.saving.register_keras_serializable(package="dlapps")
-class WordPieceVectorizer(keras.layers.Layer):
-    """Raw strings -> (batch, sequence_length) WordPiece ids, 0-padded; the vocabulary is in the config.
-
-    Words come from `text.standardize` (the same words as the word-level TextVectorization); each
-    is cut into the longest pieces of `vocabulary` (tensorflow_text.FastWordpieceTokenizer),
-    continuation pieces start with '##', a word that cannot be spelt becomes [UNK].
-    With `markers`, the sequence is framed by [start] ... [end] (the decoder side).
-    Ids: 0 padding, 1 [UNK], then `vocabulary` in order (as TextVectorization numbers its words).
-    """
-
-    def __init__(self, vocabulary: list[str], sequence_length: int, markers: bool = False, **kwargs):
-        super().__init__(trainable=False, **{k: v for k, v in kwargs.items() if k != "trainable"})
-        self.vocabulary = list(vocabulary)
-        self.sequence_length = int(sequence_length)
-        self.markers = bool(markers)
-        if self.markers and (START not in self.vocabulary or END not in self.vocabulary):
-            raise ValueError(f"a vectorizer with markers needs {START} and {END} in its vocabulary")
-        import tensorflow as tf
-        import tensorflow_text as tf_text
-
-        with tf.init_scope():  # the tokenizer's model is a constant: make it eagerly, outside any traced graph
-            self._tokenizer = tf_text.FastWordpieceTokenizer(
-                vocab=[_PAD, UNKNOWN] + self.vocabulary, suffix_indicator=SUFFIX, max_bytes_per_word=100,
-                token_out_type=tf.int64, unknown_token=UNKNOWN, no_pretokenization=True,
-                support_detokenization=False)
-
-    def get_vocabulary(self) -> list[str]:
-        """Id -> token, like TextVectorization.get_vocabulary() ("" is padding)."""
-        return ["", UNKNOWN] + self.vocabulary
-
-    def vocabulary_size(self) -> int:
-        return len(self.vocabulary) + 2
-
-    def pieces(self, text):
-        """(batch, None) ragged int64 ids of each sentence, before [start]/[end], padding and truncation."""
-        import tensorflow as tf
-
-        text = tf.convert_to_tensor(text, tf.string)
-        if text.shape.rank == 2:  # (batch, 1) from a Keras Input of shape (1,)
-            text = tf.squeeze(text, axis=-1)
-        split = tf.strings.split(standardize(text), sep=" ")  # (batch, words)
-        split = tf.ragged.boolean_mask(split, tf.strings.length(split) > 0)
-        return self._tokenizer.tokenize(split).merge_dims(-2, -1)  # (batch, words, pieces) -> (batch, pieces)
-
-    def call(self, text):
-        import tensorflow as tf
-
-        ids = self.pieces(text)
-        if self.markers:
-            batch = ids.nrows()
-            start = tf.fill([batch, 1], tf.constant(self.vocabulary.index(START) + 2, tf.int64))
-            end = tf.fill([batch, 1], tf.constant(self.vocabulary.index(END) + 2, tf.int64))
-            ids = tf.concat([start, ids, end], axis=1)
-        return ids.to_tensor(default_value=0, shape=[None, self.sequence_length])
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.sequence_length)
-
-    def compute_output_spec(self, text):
-        return keras.KerasTensor((text.shape[0], self.sequence_length), dtype="int64")
-
-    def get_config(self):
-        return {**super().get_config(), "vocabulary": self.vocabulary, "sequence_length": self.sequence_length,
-                "markers": self.markers}
-
-
 def vectorizer(tokenizer: str, vocabulary: list[str], sequence_length: int, target: bool = False, name=None):
     """The layer turning raw strings into `sequence_length` ids: word-level TextVectorization or WordPiece.
 
     `target=True` frames sentences by [start] ... [end] (the decoder input and labels).
     """
     check_tokenizer(tokenizer)
-    if tokenizer == "wordpiece":
-        return WordPieceVectorizer(vocabulary, sequence_length, markers=target, name=name)
+    if tokenizer == "wordpiece":  # the same words as TextVectorization: text.standardize's rules, then spaces
+        return WordPieceVectorizer(vocabulary, sequence_length, split_rules=SPLIT_RULES,
+                                   markers=(START, END) if target else None, name=name)
     from dlapps.tasks.translation.text import standardize_target
 
     return keras.layers.TextVectorization(

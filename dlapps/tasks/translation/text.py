@@ -17,6 +17,9 @@ import keras
 # ("T-Shirt", "man's"); square brackets are reserved for the [start]/[end] markers.
 PUNCTUATION = r"""[.,!?;:"()…«»„“”¿¡]"""
 START, END = "[start]", "[end]"
+# The standardization as (regex, replacement) steps, applied in order, then stripped: the word-level
+# TextVectorization (standardize below) and the WordPiece layer (dlapps.layers.wordpiece) both use them.
+SPLIT_RULES = ((f"({PUNCTUATION})", r" \1 "), (r"([0-9])", r" \1 "), (r"\s+", " "))
 
 
 def _tf():
@@ -29,9 +32,8 @@ def _tf():
 def standardize(text):
     """Source-side standardization (TensorFlow strings): split punctuation and digits, keep case."""
     tf = _tf()
-    text = tf.strings.regex_replace(text, f"({PUNCTUATION})", r" \1 ")
-    text = tf.strings.regex_replace(text, r"([0-9])", r" \1 ")
-    text = tf.strings.regex_replace(text, r"\s+", " ")
+    for pattern, replacement in SPLIT_RULES:
+        text = tf.strings.regex_replace(text, pattern, replacement)
     return tf.strings.strip(text)
 
 
