@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from dlapps.errors import UserError
+from dlapps.tasks.translation import subword
 from dlapps.tasks.translation.data import Config
 from dlapps.tasks.translation.decoding import decode, ids_to_tokens
-from dlapps.tasks.translation import subword
 from dlapps.tasks.translation.text import END, START
 
 

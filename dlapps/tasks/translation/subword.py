@@ -3,10 +3,11 @@
 Both start from the same words: `text.standardize` splits punctuation and digits off and keeps
 case, then the text is cut at spaces. "word" maps every word to one id (rare words -> [UNK]);
 "wordpiece" cuts every word into pieces of a vocabulary learned on the training split, so a
-word never seen in training is still spelt out ("Fahrradhelm" -> "Fahrrad ##helm"):
+word never seen in training is still spelt out (pieces learned on Multi30k's German side):
 
-    "Ein Mann fährt Fahrrad."  -> standardize -> Ein | Mann | fährt | Fahrrad | .
-                               -> WordPiece   -> Ein | Mann | fährt | Fahr ##rad | .
+    "Zwei Skateboardfahrerinnen springen." -> standardize -> Zwei | Skateboardfahrerinnen | springen | .
+                  -> word        -> Zwei | [UNK] | springen | .        (never seen in training)
+                  -> WordPiece   -> Zwei | Skateboardfahrer ##innen | springen | .
 
 `vectorizer(...)` builds the layer for either kind; the model (model.py), the label arrays
 (data.target_ids) and the accelerator export (accelerated.py) all call it, so the ids always agree.
@@ -42,12 +43,6 @@ def words(sentences: list[str]) -> list[list[str]]:
         for line in standardize(tf.constant(sentences[start:start + 4096])).numpy():
             out.append([w for w in line.decode("utf-8").split(" ") if w])
     return out
-
-
-def minimum_vocabulary(sentences: list[str], reserved: tuple[str, ...] = ()) -> int:
-    """The smallest WordPiece vocabulary for `sentences`: every character, alone and as '##' + character."""
-    chars = {c for line in words(sentences) for word in line for c in word}
-    return len(reserved) + 2 * len(chars)
 
 
 def learn_wordpiece(sentences: list[str], vocab_size: int, reserved: tuple[str, ...] = ()) -> list[str]:
