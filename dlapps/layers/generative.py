@@ -105,11 +105,16 @@ class GAN(keras.Model):
     `generator_ema` and updated after every generator step. Averaging smooths the oscillation of
     adversarial training (Yazici et al. 2019); `sampler` is the generator to draw with (the
     average when there is one).
+
+    With `num_classes` > 0 the GAN is class-conditional (Mirza & Osindero 2014): the generator
+    takes [latent, label], the discriminator [image, label], real images come with their labels
+    and generated ones with labels drawn uniformly, so the discriminator also judges whether an
+    image matches its label. The data are then (images, labels) and `call` takes [images, labels].
     """
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int,
                  label_smoothing: float = 0.0, instance_noise: float = 0.0, seed: int | None = None,
-                 augment=(), ema: float = 0.0, **kwargs):
+                 augment=(), ema: float = 0.0, num_classes: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
@@ -123,6 +128,7 @@ class GAN(keras.Model):
         if not 0.0 <= ema < 1.0:
             raise ValueError(f"ema={ema}: the moving-average momentum must be in [0, 1) (0: off)")
         self.ema = float(ema)
+        self.num_classes = int(num_classes)
         self.generator_ema = None
         if self.ema > 0:  # same architecture; starts as a copy of the generator
             self.generator_ema = keras.models.clone_model(generator)
@@ -171,7 +177,7 @@ class GAN(keras.Model):
                 "discriminator": keras.saving.serialize_keras_object(self.discriminator),
                 "latent_dim": self.latent_dim, "label_smoothing": self.label_smoothing,
                 "instance_noise": self.instance_noise, "seed": self.seed,
-                "augment": list(self.augment), "ema": self.ema}
+                "augment": list(self.augment), "ema": self.ema, "num_classes": self.num_classes}
 
     @classmethod
     def from_config(cls, config):
@@ -191,9 +197,24 @@ class GAN(keras.Model):
         """Generator outputs in [-1, 1] -> pixels 0..255 (float)."""
         return ops.clip((ops.cast(images, "float32") + 1.0) * 127.5, 0.0, 255.0)
 
-    def call(self, images, training=False):
-        """The discriminator's logit for raw uint8-scale images: > 0 means 'looks real'."""
-        return self.discriminator(self.to_unit_range(images), training=training)
+    def call(self, inputs, training=False):
+        """The discriminator's logit for raw uint8-scale images (conditional: [images, labels]): > 0 means 'looks real'."""
+        if self.num_classes:
+            images, labels = inputs
+            return self.discriminator([self.to_unit_range(images), labels], training=training)
+        return self.discriminator(self.to_unit_range(inputs), training=training)
+
+    def _generate(self, latent, labels, training):
+        return self.generator([latent, labels] if self.num_classes else latent, training=training)
+
+    def _judge(self, images, labels, training):
+        return self.discriminator([images, labels] if self.num_classes else images, training=training)
+
+    def sample_labels(self, batch_size):
+        """Labels for generated images: uniform over the classes (None when unconditional)."""
+        if not self.num_classes:
+            return None
+        return keras.random.randint((batch_size,), 0, self.num_classes, seed=self.seed_generator)
 
     @property
     def sampler(self) -> keras.Model:
@@ -242,7 +263,7 @@ class GAN(keras.Model):
         return self._mean_bce(1.0, fake_logits)
 
     def _real_batch(self, data):
-        """(real images in [-1, 1], weights): this replica's batch plus one zero-weight blank image.
+        """(real images in [-1, 1], weights, labels): this replica's batch plus one zero-weight blank image.
 
         Under a tf.distribute strategy the last, partial batch can leave a replica with no
         images at all, and TensorFlow's graph optimizer breaks on empty batches in this
@@ -252,19 +273,26 @@ class GAN(keras.Model):
         real = self.to_unit_range(images)
         blank = ops.zeros((1, *real.shape[1:]), "float32")
         weights = ops.concatenate([ops.ones((ops.shape(real)[0],), "float32"), ops.zeros((1,), "float32")])
-        return ops.concatenate([real, blank], axis=0), weights
+        labels = None
+        if self.num_classes:
+            if not isinstance(data, (tuple, list)) or len(data) < 2:
+                raise ValueError("a conditional GAN trains on (images, labels)")
+            labels = ops.concatenate([ops.reshape(ops.cast(data[1], "int32"), (-1,)), ops.zeros((1,), "int32")])
+        return ops.concatenate([real, blank], axis=0), weights, labels
 
-    def discriminator_step(self, real, real_weights=None):
+    def discriminator_step(self, real, real_weights=None, real_labels=None):
         """One discriminator update on real images (in [-1, 1]) and as many generated ones.
 
         Returns the discriminator loss of the whole (global) batch, and this replica's logits.
         """
         import tensorflow as tf
 
-        fake = self.generator(self.sample_latent(ops.shape(real)[0]), training=True)
+        batch_size = ops.shape(real)[0]
+        fake_labels = self.sample_labels(batch_size)
+        fake = self._generate(self.sample_latent(batch_size), fake_labels, training=True)
         with tf.GradientTape() as tape:
-            real_logits = self.discriminator(self._noisy(self._augmented(real)), training=True)
-            fake_logits = self.discriminator(self._noisy(self._augmented(fake)), training=True)
+            real_logits = self._judge(self._noisy(self._augmented(real)), real_labels, training=True)
+            fake_logits = self._judge(self._noisy(self._augmented(fake)), fake_labels, training=True)
             d_loss = self._discriminator_loss(real_logits, fake_logits, real_weights)
         weights = self.discriminator.trainable_weights
         self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, weights), weights))
@@ -277,10 +305,10 @@ class GAN(keras.Model):
         """
         import tensorflow as tf
 
-        latent = self.sample_latent(batch_size)
+        latent, labels = self.sample_latent(batch_size), self.sample_labels(batch_size)
         with tf.GradientTape() as tape:
-            fake = self._augmented(self.generator(latent, training=True))
-            fake_logits = self.discriminator(fake, training=True)
+            fake = self._augmented(self._generate(latent, labels, training=True))
+            fake_logits = self._judge(fake, labels, training=True)
             g_loss = self._generator_loss(fake_logits)
         weights = self.generator.trainable_weights
         self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, weights), weights))
@@ -320,17 +348,18 @@ class GAN(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
-        real, weights = self._real_batch(data)
-        d_loss, real_logits, fake_logits = self.discriminator_step(real, weights)
+        real, weights, labels = self._real_batch(data)
+        d_loss, real_logits, fake_logits = self.discriminator_step(real, weights, labels)
         g_loss = self.generator_step(ops.shape(real)[0])
         return self._update_metrics(d_loss, g_loss, real_logits, fake_logits, weights)
 
     def test_step(self, data):
         """Both losses on held-out real images and fresh fakes, without updating anything."""
-        real, weights = self._real_batch(data)
-        fake = self.generator(self.sample_latent(ops.shape(real)[0]), training=False)
-        real_logits = self.discriminator(real, training=False)
-        fake_logits = self.discriminator(fake, training=False)
+        real, weights, labels = self._real_batch(data)
+        fake_labels = self.sample_labels(ops.shape(real)[0])
+        fake = self._generate(self.sample_latent(ops.shape(real)[0]), fake_labels, training=False)
+        real_logits = self._judge(real, labels, training=False)
+        fake_logits = self._judge(fake, fake_labels, training=False)
         d_loss = self._global_sum(self._discriminator_loss(real_logits, fake_logits, weights))
         g_loss = self._global_sum(self._generator_loss(fake_logits))
         return self._update_metrics(d_loss, g_loss, real_logits, fake_logits, weights)

@@ -38,6 +38,9 @@ class Config(TrainConfig):
     augment: tuple = ()
     """DiffAugment policies applied to every image the discriminator sees, real and generated:
     translation, cutout (Zhao et al. 2020; keeps D from memorising a small training set)."""
+    conditional: bool = False
+    """Class-conditional GAN: the generator is asked for a digit, the discriminator judges
+    (image, label) pairs (projection discriminator); needs labelled images."""
     ema: float = 0.0
     """Momentum of a moving average of the generator's weights used for sampling (e.g. 0.999); 0: off."""
     classifier: str = "saved_models/mnist/model.keras"
@@ -52,6 +55,8 @@ class Config(TrainConfig):
     """Save a grid of samples from a fixed latent batch every this many epochs (0: never)."""
     n: int = 64
     """predict: how many digits to draw."""
+    digit: int = -1
+    """predict with a conditional GAN: draw only this digit (-1: every digit in turn)."""
     output: str = "gan_samples.png"
     """predict: where to write the PNG grid (or give the path as the input)."""
 

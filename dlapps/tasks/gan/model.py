@@ -18,14 +18,20 @@ from dlapps.training import batched, make_optimizer
 
 
 # ----------------------------------------------------------------------------- networks
-def build_generator(latent_dim: int, filters: int, channels: int = 1) -> keras.Model:
+def build_generator(latent_dim: int, filters: int, channels: int = 1, num_classes: int = 0) -> keras.Model:
     """z (latent_dim,) -> image (28, 28, channels) in [-1, 1]: project to 7x7, upsample twice.
 
     Radford et al. (2016)'s recipe: transposed convolutions with stride 2 instead of upsampling
     + pooling, batch normalization and ReLU-family activations inside, tanh at the output.
+    Conditional (`num_classes` > 0): inputs [z, label]; a learned label embedding joins z.
     """
     latent = keras.Input((latent_dim,), name="latent")
-    x = keras.layers.Dense(7 * 7 * 2 * filters, use_bias=False, name="project")(latent)
+    inputs, x = latent, latent
+    if num_classes:
+        label = keras.Input((), dtype="int32", name="label")
+        embedded = keras.layers.Embedding(num_classes, latent_dim, name="label_embedding")(label)
+        inputs, x = [latent, label], keras.layers.Concatenate(name="latent_and_label")([latent, embedded])
+    x = keras.layers.Dense(7 * 7 * 2 * filters, use_bias=False, name="project")(x)
     x = keras.layers.BatchNormalization(name="project_bn")(x)
     x = keras.layers.LeakyReLU(0.2, name="project_act")(x)
     x = keras.layers.Reshape((7, 7, 2 * filters), name="to_7x7")(x)
@@ -38,11 +44,16 @@ def build_generator(latent_dim: int, filters: int, channels: int = 1) -> keras.M
     x = keras.layers.LeakyReLU(0.2, name="up_28x28_act")(x)
     image = keras.layers.Conv2D(channels, 3, padding="same", activation="tanh", dtype="float32",
                                 name="image")(x)
-    return keras.Model(latent, image, name="generator")
+    return keras.Model(inputs, image, name="generator")
 
 
-def build_discriminator(filters: int, dropout: float, shape=(28, 28, 1)) -> keras.Model:
-    """image in [-1, 1] -> one logit: strided convolutions, LeakyReLU, dropout, no pooling."""
+def build_discriminator(filters: int, dropout: float, shape=(28, 28, 1), num_classes: int = 0) -> keras.Model:
+    """image in [-1, 1] -> one logit: strided convolutions, LeakyReLU, dropout, no pooling.
+
+    Conditional (`num_classes` > 0): inputs [image, label] and a projection discriminator
+    (Miyato & Koyama 2018): logit = w.h + embed(label).h over the image features h, so the
+    score also says whether the image looks like its label.
+    """
     image = keras.Input(shape, name="image")
     x = image
     for i, width in enumerate((filters, 2 * filters)):
@@ -52,7 +63,13 @@ def build_discriminator(filters: int, dropout: float, shape=(28, 28, 1)) -> kera
             x = keras.layers.Dropout(dropout, name=f"conv_{i}_dropout")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     logit = keras.layers.Dense(1, dtype="float32", name="logit")(x)
-    return keras.Model(image, logit, name="discriminator")
+    if not num_classes:
+        return keras.Model(image, logit, name="discriminator")
+    label = keras.Input((), dtype="int32", name="label")
+    embedded = keras.layers.Embedding(num_classes, x.shape[-1], name="label_projection")(label)
+    matches = keras.layers.Dot(axes=1, name="label_match")([embedded, x])
+    logit = keras.layers.Add(dtype="float32", name="conditional_logit")([logit, matches])
+    return keras.Model([image, label], logit, name="discriminator")
 
 
 def _optimizer(cfg: Config, info: dict, hp=None):
@@ -81,19 +98,46 @@ def build_model(cfg: Config, info: dict, hp=None) -> GAN:
     shape = tuple(info.get("image_shape", (28, 28, 1)))
     if shape[:2] != (28, 28):
         raise UserError(f"the DCGAN draws 28x28 images; the data has shape {shape}")
-    gan = GAN(build_generator(latent_dim, g_filters, shape[-1]), build_discriminator(d_filters, dropout, shape),
+    classes = 0
+    if cfg.conditional:
+        classes = int(info.get("num_classes") or len(info.get("class_names") or []))
+        if classes < 2:
+            raise UserError("conditional=true needs labelled images (at least two classes); the data has none")
+    gan = GAN(build_generator(latent_dim, g_filters, shape[-1], classes),
+              build_discriminator(d_filters, dropout, shape, classes),
               latent_dim=latent_dim, label_smoothing=cfg.label_smoothing, instance_noise=cfg.instance_noise,
-              seed=cfg.seed, augment=_augmentations(cfg.augment), ema=cfg.ema, name="dcgan")
+              seed=cfg.seed, augment=_augmentations(cfg.augment), ema=cfg.ema, num_classes=classes, name="dcgan")
     gan.compile(d_optimizer=_optimizer(cfg, info, hp), g_optimizer=_optimizer(cfg, info, hp))
     return gan
 
 
 # ----------------------------------------------------------------------------- sampling
-def generate(generator: keras.Model, n: int, seed: int, batch_size: int = 500) -> np.ndarray:
-    """`n` uint8 images (n, 28, 28, C) from latents drawn with numpy's generator seeded by `seed`."""
+def generator_classes(generator: keras.Model) -> int:
+    """How many labels a conditional generator knows (0 for an unconditional one)."""
+    return generator.get_layer("label_embedding").input_dim if len(generator.inputs) > 1 else 0
+
+
+def sample_labels(generator: keras.Model, n: int, digit: int | None = None) -> np.ndarray | None:
+    """Labels to draw with: every class in turn (0, 1, ..., 9, 0, ...) or only `digit`; None if unconditional."""
+    classes = generator_classes(generator)
+    if not classes:
+        return None
+    if digit is not None and not 0 <= digit < classes:
+        raise UserError(f"digit={digit}: this generator draws labels 0..{classes - 1}")
+    return np.full(n, digit, np.int32) if digit is not None else (np.arange(n) % classes).astype(np.int32)
+
+
+def generate(generator: keras.Model, n: int, seed: int, batch_size: int = 500, digit: int | None = None) -> np.ndarray:
+    """`n` uint8 images (n, 28, 28, C) from latents drawn with numpy's generator seeded by `seed`.
+
+    A conditional generator draws every class in turn (or only `digit`): see `sample_labels`.
+    """
     latent_dim = generator.inputs[0].shape[-1]
     latents = np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
-    images = [np.asarray(GAN.to_pixels(generator(latents[i: i + batch_size], training=False)))
+    labels = sample_labels(generator, n, digit)
+    images = [np.asarray(GAN.to_pixels(generator(
+                  latents[i: i + batch_size] if labels is None else [latents[i: i + batch_size], labels[i: i + batch_size]],
+                  training=False)))
               for i in range(0, n, batch_size)]
     return np.round(np.concatenate(images)).astype(np.uint8)
 
@@ -104,18 +148,20 @@ class SampleGrid(keras.callbacks.Callback):
     The latent batch never changes, so the grids show the same 'digits' sharpening over training.
     """
 
-    def __init__(self, folder: Path, latent_dim: int, n: int = 64, every: int = 1, seed: int = 0):
+    def __init__(self, folder: Path, n: int = 64, every: int = 1, seed: int = 0):
         super().__init__()
         self.folder = Path(folder)
         self.every = every
-        self.latents = np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
+        self.n, self.seed = n, seed
 
     def on_epoch_end(self, epoch, logs=None):
         if self.every and (epoch + 1) % self.every == 0:
             from dlapps import plots
 
-            images = np.asarray(GAN.to_pixels(self.model.sampler(self.latents, training=False))).astype(np.uint8)
-            plots.image_grid(images, self.folder / f"epoch_{epoch + 1:03d}.png")
+            sampler = self.model.sampler
+            classes = generator_classes(sampler)  # conditional: one column per digit
+            images = generate(sampler, self.n if not classes else 6 * classes, self.seed)
+            plots.image_grid(images, self.folder / f"epoch_{epoch + 1:03d}.png", columns=classes or 8)
 
     def on_train_end(self, logs=None):
         frames = sorted(self.folder.glob("epoch_*.png"))
@@ -131,7 +177,7 @@ def callbacks(cfg: Config, run_dir: Path, data) -> list:
     """The sample-grid callback (grids in <run>/samples/, an animated GIF at the end)."""
     if cfg.grid_every <= 0:
         return []
-    return [SampleGrid(Path(run_dir) / "samples", cfg.latent_dim, every=cfg.grid_every, seed=cfg.seed)]
+    return [SampleGrid(Path(run_dir) / "samples", every=cfg.grid_every, seed=cfg.seed)]
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -148,6 +194,7 @@ def evaluate(model: GAN, data, cfg: Config) -> dict[str, float]:
     classifier_fid: `fid_samples` generated digits against the real test digits.
     classifier_fid_real_floor: two halves of the real test digits against each other.
     classifier_fid_untrained_ceiling: a freshly initialised generator against the real test digits.
+    label_agreement (conditional GANs): share of samples the classifier labels as the digit asked for.
     """
     results = model.evaluate(batched(data.test, 256), verbose=0, return_dict=True)
     out = {f"test_{k}" if not k.startswith("d_") and not k.startswith("g_") else k: float(v)
@@ -175,6 +222,9 @@ def evaluate(model: GAN, data, cfg: Config) -> dict[str, float]:
     for prefix, probabilities in (("", sample_probabilities), ("real_", real_probabilities)):
         for key, value in gan_metrics.label_statistics(probabilities, cfg.confidence).items():
             out[prefix + key] = value
+    requested = sample_labels(model.sampler, len(samples))
+    if requested is not None:  # conditional: does the classifier read the digit that was asked for?
+        out["label_agreement"] = float(np.mean(sample_probabilities.argmax(axis=1) == requested))
     out["fid_samples"] = int(len(samples))
     out["fid_real_images"] = int(len(real))
     return out
@@ -210,6 +260,12 @@ def predict(model: GAN, inputs: list[str], info: dict, cfg: Config) -> list[str]
     if path.suffix.lower() != ".png":
         raise UserError(f"{path}: the grid is written as PNG; give a path ending in .png")
     replaced = path.exists()
-    images = generate(generator, cfg.n, cfg.seed)
-    plots.image_grid(images, path, columns=min(8, cfg.n))
-    return [f"wrote {path}: {cfg.n} generated digits (seed {cfg.seed}){' (replaced the old file)' if replaced else ''}"]
+    digit = None if cfg.digit < 0 else cfg.digit
+    if digit is not None and not generator_classes(generator):
+        raise UserError(f"digit={digit}: this GAN is unconditional (trained without labels), so it cannot be "
+                        "asked for a digit; train with --set conditional=true")
+    images = generate(generator, cfg.n, cfg.seed, digit=digit)
+    classes = generator_classes(generator)
+    plots.image_grid(images, path, columns=min(classes if classes and digit is None else 8, cfg.n))
+    what = f"generated {'digits' if digit is None else f'{digit}s'}"
+    return [f"wrote {path}: {cfg.n} {what} (seed {cfg.seed}){' (replaced the old file)' if replaced else ''}"]
