@@ -146,8 +146,14 @@ display(Image(filename=str(result.run_dir / "plots" / "attention.png")))
 # dlapps predict translation "A man is riding a bicycle." --set beam_size=4
 # ```
 #
-# The committed model (`saved_models/translation/`) reaches about 37 BLEU (beam 4) on the
-# Multi30k validation set; see its model card. Languages are chosen with
+# The committed model (`saved_models/translation/`, word level) reaches about 37 BLEU (beam 4) on
+# the Multi30k validation set; see its model card.
+#
+# **Words or subwords, measured.** The same small recipe (d_model 64, 2+2 layers, 4 epochs on a
+# CPU) with each tokenizer gave, on the validation set: word level 20.0 BLEU (beam 4), WordPiece
+# (8,000 pieces per language) 21.4 BLEU; chrF 41.2 vs 43.0. Word level turns 4.6% of the German
+# reference words into `[UNK]` (never seen, or seen once, in training); WordPiece spells them. So
+# the `full` profile now uses `tokenizer = "wordpiece"`. Languages are chosen with
 # `--set source_lang=en target_lang=de` (`source` is the data source: embedded, multi30k,
 # ted_hrlr or file).
 
