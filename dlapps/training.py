@@ -332,6 +332,13 @@ def load_model(path: str | Path):
         raise UserError(f"model {path} not found; train one with `dlapps train` (or pass --model PATH)")
     import dlapps.layers  # noqa: F401  (registers the project's serializable layers)
 
+    run_config = path.with_name("config.json")  # a run's or saved model's: names its task
+    if run_config.exists():
+        from dlapps.task import _REGISTRY, get_task
+
+        name = json.loads(run_config.read_text()).get("task")
+        if name in _REGISTRY:
+            get_task(name)  # imports the task, which registers its own serializable functions (losses, ...)
     try:
         model = keras.saving.load_model(path)
     except (ValueError, OSError) as err:

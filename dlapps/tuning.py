@@ -713,6 +713,7 @@ def _plots(rows, metric: str, direction: str, space: dict, weights: dict[str, fl
                 ax.scatter(values, scores)
                 if getattr(hp, "sampling", "linear") == "log":
                     ax.set_xscale("log")
+                    ax.xaxis.set_minor_formatter(plt.NullFormatter())  # labelled minor ticks overlap
             else:
                 labels = sorted({str(v) for v in values})
                 ax.scatter([labels.index(str(v)) for v in values], scores)

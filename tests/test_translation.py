@@ -78,6 +78,20 @@ def test_save_load_round_trip_on_raw_strings(trained, tmp_path):
     assert lines == translate(result.model, sentences, cfg.beam_size)
 
 
+def test_a_fresh_process_loads_the_run_without_importing_the_task(trained):
+    """load_model imports the task named in the run's config.json (its losses are registered there)."""
+    import subprocess
+    import sys
+
+    _, result = trained
+    code = ("from dlapps.training import load_model; import sys; "
+            f"model, info = load_model({str(result.run_dir)!r}); "
+            "assert 'dlapps.tasks.translation' in sys.modules; print(type(model).__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("Functional")
+
+
 def test_attention_heatmap_rows_are_distributions(trained):
     _, result = trained
     source_tokens, output_tokens, weights = cross_attention(result.model, "three hundred twelve")
