@@ -242,7 +242,8 @@ def make_plots(model: GAN, data, cfg: Config, plots_dir: Path) -> list[Path]:
             gan_metrics.feature_model(classifier, cfg.feature_layer), samples)
         names = data.info.get("class_names") or [str(i) for i in range(probabilities.shape[1])]
         titles = [f"{names[p.argmax()]} {p.max():.2f}" for p in probabilities]
-    return [plots.image_grid(samples, Path(plots_dir) / "samples.png", titles=titles)]
+    columns = generator_classes(model.sampler) or 8  # conditional: one column per digit
+    return [plots.image_grid(samples, Path(plots_dir) / "samples.png", titles=titles, columns=columns)]
 
 
 # ----------------------------------------------------------------------------- predict
