@@ -161,9 +161,9 @@ def load_data(cfg: Config) -> Data:
         "source_description": description,
         "dropped_rows_without_target": int(len(frame) - len(features)),
         "model_notes": ("MLP on raw columns: numbers standardised (log1p first for long-tailed "
-                        "counts) with a missing-value flag, or piecewise-linear encoded; strings "
-                        "one-hot or embedded; loss MSE on the standardised target, metrics in the "
-                        "target's units."),
+                        "counts) with a missing-value flag, plus a learned periodic embedding of each "
+                        "(numeric_encoding=periodic), or piecewise-linear encoded; strings one-hot or "
+                        "embedded; loss MSE on the standardised target, metrics in the target's units."),
     }
 
     def dataset(part):
