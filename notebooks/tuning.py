@@ -146,7 +146,9 @@ pd.DataFrame({"hand-set profile": default.metrics["test"], "tuned": best.metrics
 # %% [markdown]
 # On a few hundred diabetes patients, validation RMSE is noisy: the tuned model is often, not
 # always, better on the test split. On California housing (`--profile full`, 16,512 rows) a
-# 20-trial search improved the hand-set recipe, and the `full` profile now holds its result.
+# 20-trial bayesian search found periodic embeddings and a wider, deeper net: retrained from
+# three seeds, validation RMSE 48,120 USD against 49,160 for the hand-set recipe (every seed
+# better), and the `full` profile now holds its result (table in `saved_models/tabular/README.md`).
 #
 # ## Tuning on several machines
 # KerasTuner's chief/worker protocol: the chief runs the *oracle* (which hands out trials and
