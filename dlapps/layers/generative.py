@@ -198,7 +198,10 @@ class GAN(keras.Model):
         return ops.clip((ops.cast(images, "float32") + 1.0) * 127.5, 0.0, 255.0)
 
     def call(self, inputs, training=False):
-        """The discriminator's logit for raw uint8-scale images (conditional: [images, labels]): > 0 means 'looks real'."""
+        """The discriminator's logit for raw uint8-scale images ([images, labels] when conditional).
+
+        > 0 means 'looks real'.
+        """
         if self.num_classes:
             images, labels = inputs
             return self.discriminator([self.to_unit_range(images), labels], training=training)
@@ -319,8 +322,8 @@ class GAN(keras.Model):
     def _update_average(self):
         """generator_ema <- m * generator_ema + (1 - m) * generator, on every replica's copy.
 
-        m ramps up as min(ema, (1 + t) / (10 + t)) with t the number of generator updates so far, so the average
-        follows the fast early changes instead of remembering the random initialisation.
+        m ramps up as min(ema, (1 + t) / (10 + t)), t the number of generator updates so far, so
+        the average follows the fast early changes instead of remembering the initialisation.
         Like Keras' optimizers, the update runs in cross-replica context (`merge_call`), where
         every replica's copy of a mirrored variable can be assigned.
         """

@@ -118,7 +118,10 @@ def generator_classes(generator: keras.Model) -> int:
 
 
 def sample_labels(generator: keras.Model, n: int, digit: int | None = None) -> np.ndarray | None:
-    """Labels to draw with: every class in turn (0, 1, ..., 9, 0, ...) or only `digit`; None if unconditional."""
+    """Labels to draw with: every class in turn (0, 1, ..., 9, 0, ...) or only `digit`.
+
+    None for an unconditional generator.
+    """
     classes = generator_classes(generator)
     if not classes:
         return None
@@ -127,7 +130,8 @@ def sample_labels(generator: keras.Model, n: int, digit: int | None = None) -> n
     return np.full(n, digit, np.int32) if digit is not None else (np.arange(n) % classes).astype(np.int32)
 
 
-def generate(generator: keras.Model, n: int, seed: int, batch_size: int = 500, digit: int | None = None) -> np.ndarray:
+def generate(generator: keras.Model, n: int, seed: int, batch_size: int = 500,
+             digit: int | None = None) -> np.ndarray:
     """`n` uint8 images (n, 28, 28, C) from latents drawn with numpy's generator seeded by `seed`.
 
     A conditional generator draws every class in turn (or only `digit`): see `sample_labels`.
@@ -135,10 +139,11 @@ def generate(generator: keras.Model, n: int, seed: int, batch_size: int = 500, d
     latent_dim = generator.inputs[0].shape[-1]
     latents = np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
     labels = sample_labels(generator, n, digit)
-    images = [np.asarray(GAN.to_pixels(generator(
-                  latents[i: i + batch_size] if labels is None else [latents[i: i + batch_size], labels[i: i + batch_size]],
-                  training=False)))
-              for i in range(0, n, batch_size)]
+    images = []
+    for i in range(0, n, batch_size):
+        z = latents[i: i + batch_size]
+        inputs = z if labels is None else [z, labels[i: i + batch_size]]
+        images.append(np.asarray(GAN.to_pixels(generator(inputs, training=False))))
     return np.round(np.concatenate(images)).astype(np.uint8)
 
 
