@@ -334,10 +334,10 @@ def load_model(path: str | Path):
 
     run_config = path.with_name("config.json")  # a run's or saved model's: names its task
     if run_config.exists():
-        from dlapps.task import _REGISTRY, get_task
+        from dlapps.task import get_task, list_tasks
 
         name = json.loads(run_config.read_text()).get("task")
-        if name in _REGISTRY:
+        if name in list_tasks():
             get_task(name)  # imports the task, which registers its own serializable functions (losses, ...)
     try:
         model = keras.saving.load_model(path)

@@ -92,14 +92,20 @@ class MaskedGlobalMaxPooling1D(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="dlapps")
 class NotPadding(keras.layers.Layer):
-    """True where a (batch, time) tensor of token ids is not padding (id 0): a mask to pass on
-    explicitly to layers after one that drops the Keras mask (such as Conv1D)."""
+    """True where a (batch, time) tensor of token ids is not padding (id 0), as a bool tensor.
+
+    A mask passed explicitly: to layers after one that drops the Keras mask (such as Conv1D),
+    or to the Transformer blocks, which take their padding masks as arguments.
+    """
 
     def call(self, token_ids):
         return ops.not_equal(token_ids, 0)
 
     def compute_output_shape(self, input_shape):
-        return input_shape
+        return tuple(input_shape)
+
+    def compute_output_spec(self, token_ids):
+        return keras.KerasTensor(token_ids.shape, dtype="bool")
 
 
 @keras.saving.register_keras_serializable(package="dlapps")

@@ -17,6 +17,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from dlapps.layers.text import NotPadding
+
 
 def sinusoids(length: int, depth: int) -> np.ndarray:
     """The (length, depth) sinusoidal position codes: sin on even, cos on odd channels."""
@@ -63,17 +65,8 @@ class PositionalEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="dlapps")
-class PaddingMask(keras.layers.Layer):
-    """True where a token id is not the padding id 0: (batch, length) bool."""
-
-    def call(self, ids):
-        return ops.not_equal(ids, 0)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def compute_output_spec(self, ids):
-        return keras.KerasTensor(ids.shape, dtype="bool")
+class PaddingMask(NotPadding):
+    """`NotPadding` under the name the Transformer's saved models use: (batch, length) bool."""
 
 
 def _feed_forward(d_model: int, ff_dim: int, dropout: float, name: str) -> keras.Sequential:

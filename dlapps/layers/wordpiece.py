@@ -10,17 +10,13 @@ translation task passes the ones of its word-level standardization, so both toke
 same words); each word is then cut into the longest pieces of `vocabulary`, continuation pieces
 marked "##"; a word with a character outside the vocabulary becomes [UNK]. The config holds the
 vocabulary and the rules: the `.keras` file alone is enough (importing this module, as
-`dlapps.layers` does, registers the layer and tensorflow_text's ops before a model is loaded).
+`dlapps.layers` does, registers the layer; building one imports tensorflow_text, which registers
+its ops, so other models load without paying for that import).
 """
 
 from __future__ import annotations
 
 import keras
-
-try:  # registers tensorflow_text's ops; a dependency, but models without this layer load without it
-    import tensorflow_text as _tf_text  # noqa: F401
-except ImportError:  # pragma: no cover
-    _tf_text = None
 
 SUFFIX = "##"
 UNKNOWN = "[UNK]"
@@ -41,8 +37,11 @@ class WordPieceVectorizer(keras.layers.Layer):
         super().__init__(trainable=False, **kwargs)
         import tensorflow as tf
 
-        if _tf_text is None:
-            raise ImportError("WordPieceVectorizer needs tensorflow-text: pip install 'tensorflow-text>=2.21,<2.22'")
+        try:  # also registers tensorflow_text's ops, before the tokenizer is traced into a graph
+            import tensorflow_text
+        except ImportError:  # pragma: no cover
+            raise ImportError("WordPieceVectorizer needs tensorflow-text: "
+                              "pip install 'tensorflow-text>=2.21,<2.22'") from None
         self.vocabulary = list(vocabulary)
         self.sequence_length = int(sequence_length)
         self.split_rules = [(str(pattern), str(replacement)) for pattern, replacement in split_rules]
@@ -50,7 +49,7 @@ class WordPieceVectorizer(keras.layers.Layer):
         if self.markers and any(m not in self.vocabulary for m in self.markers):
             raise ValueError(f"markers {self.markers} must be in the vocabulary")
         with tf.init_scope():  # the tokenizer's model is a constant: make it eagerly, outside any traced graph
-            self._tokenizer = _tf_text.FastWordpieceTokenizer(
+            self._tokenizer = tensorflow_text.FastWordpieceTokenizer(
                 vocab=[_PAD, UNKNOWN] + self.vocabulary, suffix_indicator=SUFFIX, max_bytes_per_word=100,
                 token_out_type=tf.int64, unknown_token=UNKNOWN, no_pretokenization=True,
                 support_detokenization=False)

@@ -54,12 +54,10 @@ def build_model(cfg: Config, info: dict, hp=None, from_scratch: bool = False) ->
         x = keras.layers.Rescaling(1.0, name="to_float")(x)  # uint8 -> float for the random layers
         if cfg.flip:
             x = keras.layers.RandomFlip("horizontal", name="random_flip")(x)
-        x = keras.layers.RandomRotation(0.04, fill_mode="constant" if name == DIGITS else "reflect",
-                                        name="random_rotation")(x)
-        x = keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant" if name == DIGITS else "reflect",
-                                           name="random_translation")(x)
-        x = keras.layers.RandomZoom(0.1, fill_mode="constant" if name == DIGITS else "reflect",
-                                    name="random_zoom")(x)
+        fill = "constant" if name == DIGITS else "reflect"  # digits sit on a black background
+        x = keras.layers.RandomRotation(0.04, fill_mode=fill, name="random_rotation")(x)
+        x = keras.layers.RandomTranslation(0.08, 0.08, fill_mode=fill, name="random_translation")(x)
+        x = keras.layers.RandomZoom(0.1, fill_mode=fill, name="random_zoom")(x)
     x = preprocess(x)
     x = base(x) if from_scratch else base(x, training=False)
     if dropout > 0:

@@ -28,18 +28,13 @@ import numpy as np
 from dlapps import config as config_lib
 
 
-def _task():
-    from dlapps.tasks.translation.data import Config
-
-    return Config
-
-
 def export(folder: Path, profile: str, sets: dict) -> None:
     """Tokenize the configured data (TensorFlow) into arrays + info.json + config.json."""
     import tensorflow as tf
 
     from dlapps.task import get_task
     from dlapps.tasks.translation.data import target_ids
+    from dlapps.tasks.translation.inference import texts
     from dlapps.tasks.translation.subword import vectorizer
 
     task = get_task("translation")
@@ -51,10 +46,7 @@ def export(folder: Path, profile: str, sets: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for split, dataset in (("train", data.train), ("val", data.val), ("test", data.test)):
-        sources, targets = [], []
-        for inputs, _ in dataset.batch(4096):
-            sources += [s.decode("utf-8") for s in inputs["source"].numpy()]
-            targets += [s.decode("utf-8") for s in inputs["target"].numpy()]
+        sources, targets = texts(dataset)
         arrays[f"{split}_source_ids"] = np.concatenate(
             [np.asarray(source_vectorizer(tf.constant(sources[i:i + 4096]))) for i in range(0, len(sources), 4096)])
         arrays[f"{split}_target_ids"] = target_ids(targets, info["target_vocabulary"], cfg.max_length, cfg.tokenizer)

@@ -253,15 +253,7 @@ def _split(pairs: Pairs, fraction: float, seed: int) -> tuple[Pairs, Pairs]:
 
 def build_vocabulary(sentences: list[str], max_vocab: int, min_count: int, extra: tuple[str, ...] = ()) -> list[str]:
     """Words by frequency (ties alphabetical) after the model's standardization, without ''/[UNK]."""
-    import tensorflow as tf
-
-    from dlapps.tasks.translation.text import standardize
-
-    counts: Counter = Counter()
-    for start in range(0, len(sentences), 4096):
-        for line in standardize(tf.constant(sentences[start:start + 4096])).numpy():
-            counts.update(line.decode("utf-8").split(" "))
-    counts.pop("", None)
+    counts = Counter(word for line in subword.words(sentences) for word in line)
     words = [w for w, c in sorted(counts.items(), key=lambda wc: (-wc[1], wc[0])) if c >= min_count
              and w not in extra and w != "[UNK]"]
     return list(extra) + words[: max(0, max_vocab - len(extra))]

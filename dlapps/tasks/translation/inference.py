@@ -51,7 +51,8 @@ def translate(model, sentences: list[str], beam_size: int = 1, length_penalty: f
     return [subword.tokens_to_text(tokens, tokenizer) for tokens in ids_to_tokens(ids, target_vocabulary, end_id)]
 
 
-def _pairs(dataset) -> tuple[list[str], list[str]]:
+def texts(dataset) -> tuple[list[str], list[str]]:
+    """(source sentences, target sentences) of a translation dataset, as Python strings."""
     sources, targets = [], []
     for inputs, _ in dataset.batch(4096):
         sources += [s.decode("utf-8") for s in inputs["source"].numpy()]
@@ -66,7 +67,7 @@ def evaluate(model, data, cfg: Config) -> dict[str, float]:
     """
     import sacrebleu
 
-    sources, references = _pairs(data.test)
+    sources, references = texts(data.test)
     if not sources:
         raise UserError("no sentence pairs to evaluate")
     with warnings.catch_warnings():
