@@ -20,7 +20,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dlapps.errors import UserError
 
@@ -38,13 +38,17 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 32
     """Per replica; the global batch is batch_size x number of replicas."""
-    optimizer: str = "adam"
-    """sgd, momentum, nesterov, rmsprop, adam, adamw, nadam or adamax."""
+    optimizer: Literal["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "nadam", "adamax"] = "adam"
+    """The optimizer (see `dlapps.optim.make_optimizer`)."""
     learning_rate: float = 1e-3
-    lr_schedule: str = "constant"
+    lr_schedule: Literal["constant", "cosine", "exponential", "plateau"] = "constant"
     """constant, cosine (decay to 0 over the run), exponential, or plateau (ReduceLROnPlateau)."""
     weight_decay: float = 0.0
     """Decoupled weight decay (AdamW-style) applied by the optimizer; 0 disables."""
+    clipnorm: float = 0.0
+    """Clip each gradient to this L2 norm (Pascanu et al. 2013); 0 disables."""
+    clipvalue: float = 0.0
+    """Clip each gradient element to [-clipvalue, clipvalue]; 0 disables."""
     early_stopping_patience: int = 5
     """Epochs without improvement of the objective before stopping; 0 disables early stopping."""
     val_fraction: float = 0.15
@@ -79,16 +83,37 @@ def field_types(config_cls: type) -> dict[str, Any]:
 
 
 def _base_type(annotation: Any) -> tuple[type, bool]:
-    """(the concrete type, whether None is allowed) of an annotation like `int | None`."""
+    """(the concrete type, whether None is allowed) of an annotation like `int | None` or `Literal[...]`."""
     args = typing.get_args(annotation)
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         concrete = [a for a in args if a is not type(None)]
-        return concrete[0], len(concrete) < len(args)
+        return _base_type(concrete[0])[0], len(concrete) < len(args)
+    if typing.get_origin(annotation) is typing.Literal:
+        return type(args[0]), False
     return (typing.get_origin(annotation) or annotation), False
 
 
+def choices(annotation: Any) -> tuple[Any, ...]:
+    """The allowed values of a `Literal[...]` field (also inside `X | None`); () for free fields."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return next((choices(a) for a in typing.get_args(annotation) if choices(a)), ())
+    return typing.get_args(annotation) if typing.get_origin(annotation) is typing.Literal else ()
+
+
 def coerce(config_cls: type, key: str, value: Any) -> Any:
-    """`value` (a string from the CLI or a TOML value) converted to the type of field `key`."""
+    """`value` (a string from the CLI or a TOML value) converted to the type of field `key`.
+
+    A `Literal[...]` field accepts only its choices: the one place choice fields are checked.
+    Raises UserError for an unknown key, a value of the wrong type, or a value outside the choices.
+    """
+    value = _coerce_type(config_cls, key, value)
+    allowed = choices(field_types(config_cls)[key])
+    if allowed and value is not None and value not in allowed:
+        raise UserError(f"{key} = {value!r}: choose one of {', '.join(map(str, allowed))}")
+    return value
+
+
+def _coerce_type(config_cls: type, key: str, value: Any) -> Any:
     types_by_name = field_types(config_cls)
     if key not in types_by_name:
         raise UserError(

@@ -40,9 +40,36 @@ class Phase:
     prepare: Callable[[Any, Any], None] | None = None
 
 
+def _no_plots(model, data, cfg, plots_dir) -> list:
+    return []
+
+
+def _one_phase(cfg) -> list[Phase]:
+    return [Phase("train", cfg.epochs)]
+
+
+def _no_pretrained(cfg) -> None:
+    return None
+
+
+def _no_callbacks(cfg, run_dir, data) -> list:
+    return []
+
+
+def _nothing_after_fit(model, data, cfg, run_dir) -> dict:
+    return {}
+
+
 @dataclass(frozen=True)
 class Task:
-    """A deep-learning application: its config, data, model, metrics and predictions."""
+    """A deep-learning application: its config, data, model, metrics and predictions.
+
+    Required: `load_data(cfg) -> Data`, `build_model(cfg, info, hp=None) -> compiled keras.Model`,
+    `evaluate(model, data, cfg) -> dict[str, float]` (on `data.test`) and
+    `predict(model, inputs, info, cfg, options) -> list[str]` (raw inputs from the command line;
+    `options` holds the task's `predict_options`, defaults filled in). The optional hooks have
+    no-op defaults, so callers never branch on them.
+    """
 
     name: str
     summary: str
@@ -50,18 +77,26 @@ class Task:
     load_data: Callable[[Any], Data]
     build_model: Callable[..., Any]
     evaluate: Callable[[Any, Data, Any], dict[str, float]]
-    predict: Callable[[Any, list[str], dict, Any], list[str]]
-    # Optional hooks.
-    make_plots: Callable[[Any, Data, Any, Any], list] | None = None
+    predict: Callable[[Any, list[str], dict, Any, dict], list[str]]
+    make_plots: Callable[[Any, Data, Any, Any], list] = _no_plots
     """(model, data, cfg, plots_dir) -> written files: task-specific figures after training."""
-    phases: Callable[[Any], list[Phase]] | None = None
+    phases: Callable[[Any], list[Phase]] = _one_phase
     """(cfg) -> phases of one training run; default: one phase of cfg.epochs."""
-    pretrained: Callable[[Any], tuple[Any, dict]] | None = None
-    """(cfg) -> (model, info) usable by `predict` without a trained run (e.g. ImageNet weights)."""
-    callbacks: Callable[[Any, Any, Any], list] | None = None
+    pretrained: Callable[[Any], tuple[Any, dict] | None] = _no_pretrained
+    """(cfg) -> (model, info) usable by `predict` without a trained run (e.g. ImageNet weights), or None."""
+    callbacks: Callable[[Any, Any, Any], list] = _no_callbacks
     """(cfg, run_dir, data) -> extra keras callbacks for fit (e.g. a GAN's sample grids)."""
+    after_fit: Callable[[Any, Data, Any, Any], dict] = _nothing_after_fit
+    """(model, data, cfg, run_dir) -> dict: post-training work (a threshold chosen on validation, a
+    comparison run); runs before evaluation, its result joins the metrics under "after_fit"."""
     objective: tuple[str, str] = ("val_loss", "min")
     """The validation metric that early stopping, checkpoints and tuning follow, and its direction."""
+    predict_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Options of `predict` only (name -> default, e.g. top_k=3); `--set` passes them, never saved."""
+    inference_keys: tuple[str, ...] = ()
+    """Config keys that evaluate/predict may override on a trained model (e.g. beam_size)."""
+    model_notes: str = ""
+    """What a model card says about the model (inputs it takes, what it returns, caveats)."""
 
     def config(self, **overrides: Any) -> Any:
         """The task's default Config with `overrides` applied."""

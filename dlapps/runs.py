@@ -1,0 +1,188 @@
+"""Runs as artefacts: run directories, JSON files, model cards, hardware facts and `load_model`.
+
+A run directory (written by `write_run`, whichever path trained the model)::
+
+    runs/<task>/<UTC time>/
+        config.json  info.json  history.csv  metrics.json  model.keras  plots/  (tensorboard/ backup/)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dlapps import config as config_lib
+from dlapps.errors import UserError
+
+
+def utc_stamp() -> str:
+    """The current UTC time as a directory name, e.g. 20261202-061214."""
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def writable_dir(path: Path, overwrite: bool, must_be_new: bool = True) -> Path:
+    """Create `path`; a UserError if it exists (non-empty) without `overwrite`, or cannot be written."""
+    path = Path(path)
+    if path.exists() and must_be_new and any(path.iterdir()):
+        if not overwrite:
+            raise UserError(f"{path} already exists; pass --overwrite to replace it")
+        shutil.rmtree(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"cannot write to {path} ({err.strerror}); choose another --runs-dir") from None
+    return path
+
+
+def write_json(path: Path, value: Any) -> None:
+    """`value` as indented JSON (NumPy values and paths converted)."""
+    Path(path).write_text(json.dumps(value, indent=2, default=_json_default) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path, default: Any) -> Any:
+    """The JSON in `path`, or `default` when it is missing or not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return default
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def readable(value: float) -> str:
+    """A metric as people read it: 49,572 rather than 4.957e+04; 0.9812 rather than 0.98123456."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def short(metrics: dict[str, Any]) -> str:
+    """`k=v, ...` of a metrics dict, floats to 4 significant digits."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+
+
+def hardware() -> str:
+    """What this process trains on: 'N GPU(s)' or 'CPU, N cores, <machine>'."""
+    import platform
+
+    try:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+    except ImportError:  # a Keras backend without TensorFlow (the accelerated translation path)
+        gpus = []
+    return f"{len(gpus)} GPU(s)" if gpus else f"CPU, {os.cpu_count()} cores, {platform.machine()}"
+
+
+def write_run(run_dir: Path, task, cfg, info: dict, metrics: dict, history: dict[str, list],
+              runtime: dict[str, Any], replicas: int) -> None:
+    """config.json, info.json, metrics.json, history.csv (if not logged during fit) and plots/."""
+    from dlapps import plots
+
+    run_dir = Path(run_dir)
+    write_json(run_dir / "config.json", {"task": task.name, "config": config_lib.to_dict(cfg),
+                                         "runtime": runtime, "replicas": replicas})
+    write_json(run_dir / "info.json", info)
+    write_json(run_dir / "metrics.json", metrics)
+    if not (run_dir / "history.csv").exists() and history:
+        keys = [k for k in history if len(history[k]) == len(history.get("phase", history[k]))]
+        with open(run_dir / "history.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["epoch", *keys])
+            for epoch, values in enumerate(zip(*(history[k] for k in keys))):
+                writer.writerow([epoch, *values])
+    (run_dir / "plots").mkdir(exist_ok=True)
+    plots.learning_curves({k: v for k, v in history.items() if k not in ("phase", "seconds")},
+                          run_dir / "plots" / "learning_curves.png", title=task.name)
+
+
+def save_model_card(task, cfg, run_dir: Path, saved_dir: Path, metrics: dict, info: dict,
+                    precision: str = "float32", trained_on: str | None = None) -> Path:
+    """Copy a run's model into `saved_dir` with metrics.json, info.json, config files and a README card.
+
+    The card's notes come from the task module (`task.model_notes`); `trained_on` names the
+    machine when it is not this one (default: `hardware()`).
+    """
+    saved_dir = Path(saved_dir)
+    saved_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("model.keras", "metrics.json", "info.json", "config.json"):
+        shutil.copy2(Path(run_dir) / name, saved_dir / name)
+    if (Path(run_dir) / "plots").exists():
+        shutil.copytree(Path(run_dir) / "plots", saved_dir / "plots", dirs_exist_ok=True)
+    (saved_dir / "config.toml").write_text(config_lib.to_toml(
+        cfg, header=f"The configuration that trained saved_models/{task.name}/model.keras"), encoding="utf-8")
+    rows = "\n".join(f"| {split} | {name} | {readable(value)} |" for split in ("val", "test")
+                     for name, value in metrics.get(split, {}).items()
+                     if isinstance(value, (int, float)) and not isinstance(value, bool))
+    extra = "\n".join(f"- {name}: {readable(value) if isinstance(value, float) else value}"
+                      for name, value in metrics.get("after_fit", {}).items())
+    card = f"""# {task.name}: {task.summary}
+
+Trained by `dlapps train {task.name}`; model file `model.keras` (Keras 3), which takes raw inputs.
+
+## Data
+{info.get('source_description', cfg.source)}; {info.get('train_size', '?')} training examples.
+
+## Metrics
+| split | metric | value |
+|---|---|---|
+{rows}
+{extra}
+
+{metrics.get('epochs')} epochs, {metrics.get('train_seconds')} s on {metrics.get('replicas')} replica(s)
+({trained_on or hardware()}), global batch {metrics.get('global_batch_size')}.
+
+## Notes
+{task.model_notes}
+
+## Reproduce
+```
+dlapps train {task.name} --config saved_models/{task.name}/config.toml --precision {precision} --save --overwrite
+```
+(`config.toml` holds every setting, the data path included; `config.json` adds the runtime.)
+"""
+    (saved_dir / "README.md").write_text(card, encoding="utf-8")
+    return saved_dir
+
+
+def load_model(path: str | Path):
+    """(model, info) from a `.keras` file (or a folder holding model.keras) and its info.json.
+
+    Imports the task named in the neighbouring config.json first, so that the functions it
+    registers as serializable (losses, standardizers) are known. Raises UserError when the file
+    is missing or not a Keras model.
+    """
+    import keras
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.exists():
+        raise UserError(f"model {path} not found; train one with `dlapps train` (or pass --model PATH)")
+    import dlapps.layers  # noqa: F401  (registers the project's serializable layers)
+
+    run_config = path.with_name("config.json")  # a run's or saved model's: names its task
+    if run_config.exists():
+        from dlapps.task import get_task, list_tasks
+
+        name = read_json(run_config, {}).get("task")
+        if name in list_tasks():
+            get_task(name)  # imports the task, which registers its own serializable functions (losses, ...)
+    try:
+        model = keras.saving.load_model(path)
+    except (ValueError, OSError) as err:
+        raise UserError(f"cannot load model {path}: {str(err).splitlines()[0]}") from None
+    info = read_json(path.with_name("info.json"), {})
+    return model, info
