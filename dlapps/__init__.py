@@ -33,17 +33,26 @@ def train(task: str | Task, profile: str = "demo", sets: dict[str, Any] | None =
     return training.train(task, cfg, **kwargs)
 
 
-def evaluate(task: str | Task, model_path: str | Path, profile: str = "demo",
+def evaluate(task: str | Task, model_path: str | Path | None = None,
              sets: dict[str, Any] | None = None) -> dict[str, float]:
-    """A saved model's metrics on the task's test split (or on the whole of `sets['data']`)."""
-    from dlapps import training
+    """A trained model's metrics with the configuration saved beside it (config.json).
 
-    task, cfg = _task_and_config(task, profile, sets)
-    return training.evaluate(task, model_path, cfg)
+    Without `model_path`, the task's default model (see `dlapps.runs.find_model`). `sets` may
+    change only inference-time keys and the data (`data`: the whole file is evaluated).
+    Raises UserError when no model is found or a key may not be changed.
+    """
+    from dlapps import runs, training
+
+    task = get_task(task) if isinstance(task, str) else task
+    path = runs.find_model(task.name, model_path)
+    if path is None:
+        raise UserError(f"no trained {task.name} model found in {', '.join(map(str, runs.model_search_path(task.name)))}")
+    cfg, _ = runs.model_config(task, path, sets)
+    return training.evaluate(task, path, cfg)
 
 
 def tune(task: str | Task, profile: str = "demo", sets: dict[str, Any] | None = None, **kwargs):
-    """Hyperparameter search over the task's search space; see `dlapps.tuning.tune`."""
+    """Hyperparameter search over the task's search space; see `dlapps.tuning.tune` for kwargs."""
     from dlapps import tuning
 
     task, cfg = _task_and_config(task, profile, sets)

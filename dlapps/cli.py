@@ -1,4 +1,8 @@
-"""The `dlapps` command: list, train, evaluate, predict, tune. Thin: parses, then calls the API."""
+"""The `dlapps` command: list, train, evaluate, predict, tune. Thin: parses, then calls the API.
+
+Start-up is quiet: TensorFlow's C++ and absl logs and Keras' retracing warnings are hidden unless
+`--verbose` is given or the user set TF_CPP_MIN_LOG_LEVEL. Progress bars stay.
+"""
 
 from __future__ import annotations
 
@@ -16,16 +20,22 @@ EPILOG = """examples:
   dlapps train tabular --profile full --data housing.csv --set target=median_house_value --save
   dlapps evaluate tabular --model runs/tabular/<time>/model.keras --data other.csv
   dlapps predict tabular "-122.23,37.88,41,880,129,322,126,8.3252,NEAR BAY"
+
+evaluate and predict use the configuration saved with the model (config.json); --set may change
+only inference-time settings (e.g. beam_size, threshold, top_k) and the data.
 """
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, profile: bool = True) -> None:
     parser.add_argument("task", help="task name (see `dlapps list`)")
-    parser.add_argument("--profile", default="demo", help="recipe profile: smoke, demo or full (default: demo)")
+    if profile:
+        parser.add_argument("--profile", default="demo", help="recipe profile: smoke, demo, fast or full (default: demo)")
+        parser.add_argument("--config", dest="config_file",
+                            help="a TOML file with a [config] table (e.g. best_config.toml)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value (typed; repeatable); keys: `dlapps list --keys TASK`")
     parser.add_argument("--data", help="a local file or folder with the task's data (sets source=file)")
-    parser.add_argument("--config", dest="config_file", help="a TOML file with a [config] table (e.g. best_config.toml)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and Keras' warnings")
 
 
 def _runtime(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="list the tasks (or a task's config keys)")
     listing.add_argument("--keys", metavar="TASK", help="print the config keys of TASK with their defaults")
+    listing.add_argument("--verbose", action="store_true", help=argparse.SUPPRESS)
 
     train = commands.add_parser("train", help="train a task; writes runs/<task>/<UTC time>/")
     _common(train)
@@ -61,14 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="replace an existing run dir or saved model")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    model_help = ("a .keras file or a folder with model.keras (default: saved_models/TASK here, "
+                  "else $DLAPPS_MODELS/TASK, else this checkout's saved_models/TASK)")
     evaluate = commands.add_parser("evaluate", help="metrics of a saved model (on --data: the whole file)")
-    _common(evaluate)
-    evaluate.add_argument("--model", help="a .keras file or a folder with model.keras (default saved_models/TASK)")
+    _common(evaluate, profile=False)
+    evaluate.add_argument("--model", help=model_help)
 
     predict = commands.add_parser("predict", help="predictions of a saved model on raw inputs")
-    _common(predict)
+    _common(predict, profile=False)
     predict.add_argument("inputs", nargs="*", help="raw inputs: CSV rows, texts, image files... (see the task)")
-    predict.add_argument("--model", help="a .keras file or a folder with model.keras (default saved_models/TASK)")
+    predict.add_argument("--model", help=model_help)
+    predict.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
 
     tune = commands.add_parser("tune", help="KerasTuner search over the task's search space")
     _common(tune)
@@ -90,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resolve(args):
+    """(task, Config) of train/tune/lr-find: defaults < profile < --config < --data/--set."""
     from dlapps import config, get_task
 
     task = get_task(args.task)
@@ -99,8 +114,25 @@ def _resolve(args):
     return task, config.resolve(task, args.profile, sets, args.config_file)
 
 
-def _model_path(task, args) -> Path:
-    return Path(args.model) if args.model else Path("saved_models") / task.name / "model.keras"
+def _model_and_config(args):
+    """(task, model path or None, Config, predict options) of evaluate/predict: the model's own config."""
+    from dlapps import config, get_task, runs
+
+    task = get_task(args.task)
+    sets = config.parse_sets(args.sets)
+    if args.data:
+        sets["data"] = args.data
+    path = runs.find_model(task.name, args.model)
+    cfg, options = runs.model_config(task, path, sets)
+    return task, path, cfg, options
+
+
+def _no_model(task_name: str):
+    from dlapps import UserError, runs
+
+    looked = ", ".join(str(folder) for folder in runs.model_search_path(task_name))
+    return UserError(f"no trained {task_name} model found (looked in {looked}); "
+                     f"train one with `dlapps train {task_name} --save` or pass --model PATH")
 
 
 def run(args) -> int:
@@ -115,6 +147,23 @@ def run(args) -> int:
         for name in list_tasks():
             print(f"{name:<12} {get_task(name).summary}")
         return 0
+    if args.command in ("evaluate", "predict"):
+        from dlapps import runs, training
+
+        task, path, cfg, options = _model_and_config(args)
+        if args.command == "evaluate":
+            if path is None:
+                raise _no_model(task.name)
+            print(json.dumps(training.evaluate(task, path, cfg), indent=2))
+            return 0
+        pretrained = task.pretrained(cfg) if path is None else None
+        if path is None and pretrained is None:
+            raise _no_model(task.name)
+        model, info = pretrained or runs.load_model(path)
+        options["overwrite"] = args.overwrite
+        for line in task.predict(model, args.inputs, info, cfg, options):
+            print(line)
+        return 0
     task, cfg = _resolve(args)
     if args.command == "train":
         from dlapps import training
@@ -126,29 +175,16 @@ def run(args) -> int:
                                 overwrite=args.overwrite, quiet=args.quiet)
         print(json.dumps({"run_dir": str(result.run_dir), **result.metrics}, indent=2))
         return 0
-    if args.command == "evaluate":
-        from dlapps import training
-
-        metrics = training.evaluate(task, _model_path(task, args), cfg)
-        print(json.dumps(metrics, indent=2))
-        return 0
-    if args.command == "predict":
-        from dlapps import training
-
-        path = _model_path(task, args)
-        if not path.exists() and args.model is None and task.pretrained is not None:
-            model, info = task.pretrained(cfg)
-        else:
-            model, info = training.load_model(path)
-        for line in task.predict(model, args.inputs, info, cfg):
-            print(line)
-        return 0
     if args.command == "tune":
         from dlapps import tuning
         from dlapps.runtime import Runtime
 
         runtime = Runtime(args.strategy, args.devices, args.precision, args.jit, args.seed, args.deterministic)
-        tuning.run_cli(task, cfg, runtime, args)
+        tuning.tune(task, cfg, runtime=runtime, tuner=args.tuner, max_trials=args.max_trials,
+                    executions_per_trial=args.executions_per_trial, objective=args.objective,
+                    runs_root=args.runs_dir, run_dir=args.run_dir, overwrite=args.overwrite,
+                    train_best=args.train_best, chief=args.chief, worker=args.worker,
+                    chief_timeout=args.chief_timeout, quiet=args.quiet)
         return 0
     raise AssertionError(args.command)
 
@@ -158,16 +194,62 @@ def _print_keys(task_name: str) -> int:
 
     from dlapps import get_task
 
+    from dlapps import config
+
     task = get_task(task_name)
+    types = config.field_types(task.Config)
     for field in dataclasses.fields(task.Config):
-        print(f"{field.name:<24} {field.default!r}")
+        allowed = config.choices(types[field.name])
+        note = f"  (one of: {', '.join(map(str, allowed))})" if allowed else ""
+        print(f"{field.name:<24} {field.default!r}{note}")
+    if task.predict_options:
+        print("\npredict options (dlapps predict --set KEY=VALUE):")
+        for name, default in task.predict_options.items():
+            print(f"{name:<24} {default!r}")
+    if task.inference_keys:
+        print(f"\nsettable on a trained model (evaluate/predict --set): {', '.join(task.inference_keys)}")
     return 0
+
+
+def _protect_dash_inputs(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Inputs of `predict` that begin with '-' and a digit or '.' (a CSV row like "-121.5,38.6,...")
+    are not options: hide them from argparse behind placeholders, wherever they stand."""
+    if not argv or argv[0] != "predict":
+        return argv, {}
+    hidden, out = {}, []
+    for item in argv:
+        if len(item) > 1 and item[0] == "-" and (item[1].isdigit() or item[1] == "."):
+            key = f"\x00input{len(hidden)}"
+            hidden[key] = item
+            item = key
+        out.append(item)
+    return out, hidden
+
+
+def quiet_start(verbose: bool) -> None:
+    """Hide TensorFlow/absl start-up lines and Keras warnings unless `verbose` (or the user set
+    TF_CPP_MIN_LOG_LEVEL); must run before TensorFlow is imported."""
+    if verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", module=r"(keras|tensorflow|absl|keras_tuner)(\.|$)")
+    warnings.filterwarnings("ignore", category=UserWarning, message=r".*(retracing|shuffle|input_shape).*")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2; Ctrl-C exits 130."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, hidden = _protect_dash_inputs(argv)
     args = build_parser().parse_args(argv)
+    if hidden:
+        args.inputs = [hidden.get(item, item) for item in args.inputs]
+    quiet_start(getattr(args, "verbose", False))
     try:
         return run(args)
     except UserError as err:

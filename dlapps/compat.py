@@ -30,7 +30,7 @@ def _version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def patch_multiworker() -> bool:
+def patch_distributed_trainer() -> bool:
     """Apply the keras#20585 workarounds once (any strategy); returns whether they are active."""
     import os
 

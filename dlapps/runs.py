@@ -186,3 +186,81 @@ def load_model(path: str | Path):
         raise UserError(f"cannot load model {path}: {str(err).splitlines()[0]}") from None
     info = read_json(path.with_name("info.json"), {})
     return model, info
+
+
+def model_search_path(task_name: str) -> list[Path]:
+    """Where a task's default model is looked for, in order.
+
+    `saved_models/TASK` under the current directory, then `$DLAPPS_MODELS/TASK`, then the
+    `saved_models/TASK` of the checkout this dlapps is imported from (an editable install).
+    """
+    candidates = [Path("saved_models") / task_name]
+    if os.environ.get("DLAPPS_MODELS"):
+        candidates.append(Path(os.environ["DLAPPS_MODELS"]) / task_name)
+    checkout = Path(__file__).resolve().parents[1] / "saved_models" / task_name
+    if checkout.resolve() != candidates[0].resolve():
+        candidates.append(checkout)
+    return candidates
+
+
+def find_model(task_name: str, model: str | Path | None = None) -> Path | None:
+    """The `.keras` file to use: `model` when given (a file or a folder with model.keras), else the
+    first default location of `model_search_path` holding a model.keras; None when there is none.
+
+    Raises UserError when `model` is given but does not exist.
+    """
+    if model is not None:
+        path = Path(model)
+        path = path / "model.keras" if path.is_dir() else path
+        if not path.exists():
+            raise UserError(f"model {path} not found; train one with `dlapps train` (or pass --model PATH)")
+        return path
+    for folder in model_search_path(task_name):
+        if (folder / "model.keras").exists():
+            return folder / "model.keras"
+    return None
+
+
+def model_config(task, model_path: Path | None, overrides: dict[str, Any] | None = None):
+    """The Config a model was trained with (its neighbouring config.json), with inference-time overrides.
+
+    `overrides` (e.g. from `--set`) may name only the task's `inference_keys`, its
+    `predict_options` (returned apart) and the data source keys (`data`, `source`); any other key
+    is a UserError naming the allowed ones. Keys of an older saved config that the Config no
+    longer has (predict options saved by earlier versions) are ignored. Without a config.json the
+    task's defaults are used. Returns (cfg, predict options with defaults filled in).
+    """
+    overrides = dict(overrides or {})
+    allowed = set(task.inference_keys) | set(task.predict_options) | {"data", "source"}
+    rejected = sorted(set(overrides) - allowed)
+    if rejected:
+        raise UserError(f"--set {', '.join(rejected)}: not an inference-time setting of {task.name} "
+                        f"(a trained model keeps its training config); allowed: {', '.join(sorted(allowed))}")
+    saved = read_json(model_path.with_name("config.json"), {}) if model_path is not None else {}
+    fields = config_lib.field_types(task.Config)
+    values = {k: v for k, v in saved.get("config", {}).items() if k in fields}
+    cfg = config_lib.coerce_all(task.Config, values)
+    options = dict(task.predict_options)
+    updates = {}
+    for key, value in overrides.items():
+        if key in task.predict_options and key not in fields:
+            options[key] = _option_value(task.predict_options[key], key, value)
+        else:
+            updates[key] = config_lib.coerce(task.Config, key, value)
+    if updates.get("data") and "source" not in updates:
+        updates["source"] = "file"
+    import dataclasses
+
+    return dataclasses.replace(cfg, **updates), options
+
+
+def _option_value(default: Any, key: str, value: Any) -> Any:
+    """A predict option from `--set` text, typed like its default."""
+    if not isinstance(value, str) or isinstance(default, str) or default is None:
+        return value
+    try:
+        if isinstance(default, bool):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return type(default)(value)
+    except ValueError:
+        raise UserError(f"--set {key}={value}: expected a {type(default).__name__}") from None

@@ -67,7 +67,7 @@ def setup(runtime: Runtime):
                 ) from None
     from dlapps import compat
 
-    compat.patch_multiworker()  # also fixes string inputs under MirroredStrategy (see compat.py)
+    compat.patch_distributed_trainer()  # also fixes string inputs under MirroredStrategy (see compat.py)
     keras.mixed_precision.set_global_policy(runtime.precision)
     if runtime.seed is not None:
         keras.utils.set_random_seed(runtime.seed)
@@ -121,7 +121,7 @@ def _multiworker_strategy():
         raise UserError("TF_CONFIG is not valid JSON") from None
     from dlapps import compat
 
-    compat.patch_multiworker()
+    compat.patch_distributed_trainer()
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     except RuntimeError as err:

@@ -191,7 +191,7 @@ def _scorer(model):
 
 def probabilities(model, dataset, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """(true 0/1 labels, predicted probabilities) of a binary text model on an unbatched dataset."""
-    from dlapps.training import batched
+    from dlapps.data.pipeline import batched
 
     score = _scorer(model)
     labels, scores = [], []
