@@ -112,13 +112,32 @@ def save_model_card(task, cfg, run_dir: Path, saved_dir: Path, metrics: dict, in
                     precision: str = "float32", trained_on: str | None = None) -> Path:
     """Copy a run's model into `saved_dir` with metrics.json, info.json, config files and a README card.
 
+    The copy has no optimizer state (the run directory keeps the resumable one) and no machine
+    paths: an absolute data path becomes relative to the current directory, or its file name and
+    sha256.
+
     The card's notes come from the task module (`task.model_notes`); `trained_on` names the
     machine when it is not this one (default: `hardware()`).
     """
+    import dataclasses
+
     saved_dir = Path(saved_dir)
     saved_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("model.keras", "metrics.json", "info.json", "config.json"):
-        shutil.copy2(Path(run_dir) / name, saved_dir / name)
+    copy_without_optimizer(Path(run_dir) / "model.keras", saved_dir / "model.keras")
+    shutil.copy2(Path(run_dir) / "metrics.json", saved_dir / "metrics.json")
+    data_file = cfg.data
+    cfg = dataclasses.replace(cfg, data=portable_path(cfg.data))
+    if data_file and data_file != cfg.data:  # no machine paths in what is committed
+        info = json.loads(json.dumps(info, default=_json_default).replace(
+            json.dumps(str(data_file))[1:-1], json.dumps(cfg.data)[1:-1]))
+    run_config = read_json(Path(run_dir) / "config.json", {})
+    write_json(saved_dir / "config.json", {**run_config, "config": config_lib.to_dict(cfg)})
+    if cfg.data and Path(data_file).is_file() and cfg.data == Path(data_file).name:
+        import hashlib
+
+        digest = hashlib.sha256(Path(data_file).read_bytes()).hexdigest()
+        info = {**info, "source_description": f"{info.get('source_description', cfg.data)} (sha256 {digest})"}
+    write_json(saved_dir / "info.json", info)
     if (Path(run_dir) / "plots").exists():
         shutil.copytree(Path(run_dir) / "plots", saved_dir / "plots", dirs_exist_ok=True)
     (saved_dir / "config.toml").write_text(config_lib.to_toml(
@@ -180,8 +199,12 @@ def load_model(path: str | Path):
         name = read_json(run_config, {}).get("task")
         if name in list_tasks():
             get_task(name)  # imports the task, which registers its own serializable functions (losses, ...)
+    import warnings
+
     try:
-        model = keras.saving.load_model(path)
+        with warnings.catch_warnings():  # committed models carry no optimizer state (copy_without_optimizer)
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model = keras.saving.load_model(path)
     except (ValueError, OSError) as err:
         raise UserError(f"cannot load model {path}: {str(err).splitlines()[0]}") from None
     info = read_json(path.with_name("info.json"), {})
@@ -249,9 +272,32 @@ def model_config(task, model_path: Path | None, overrides: dict[str, Any] | None
             updates[key] = config_lib.coerce(task.Config, key, value)
     if updates.get("data") and "source" not in updates:
         updates["source"] = "file"
+    elif cfg.data and model_path is not None and "data" not in updates:
+        updates["data"] = _repository_path(cfg.data, model_path)
     import dataclasses
 
     return dataclasses.replace(cfg, **updates), options
+
+
+def _repository_path(data: str, model_path: Path) -> str:
+    """A saved config's data path (relative to the repository that holds saved_models/TASK/),
+    made usable from the current directory when it is not found from here."""
+    if Path(data).is_absolute() or Path(data).exists():
+        return data
+    repository = Path(model_path).resolve().parents[2]
+    return str(repository / data) if (repository / data).exists() else data
+
+
+def portable_path(data: str | None) -> str | None:
+    """`data` as a saved config records it: relative to the current directory (the repository)
+    when it lies within reach of it, else the file name alone (its sha256 goes in the card)."""
+    if not data:
+        return data
+    path = Path(data)
+    if not path.is_absolute():
+        return data
+    relative = Path(os.path.relpath(path, Path.cwd()))
+    return relative.as_posix() if relative.parts[:3].count("..") <= 1 else path.name
 
 
 def _option_value(default: Any, key: str, value: Any) -> Any:
@@ -264,3 +310,33 @@ def _option_value(default: Any, key: str, value: Any) -> Any:
         return type(default)(value)
     except ValueError:
         raise UserError(f"--set {key}={value}: expected a {type(default).__name__}") from None
+
+
+def copy_without_optimizer(source: Path, target: Path) -> None:
+    """Copy a `.keras` file without its optimizer state (smaller; nothing to resume from).
+
+    A `.keras` file is a zip of config.json, metadata.json and model.weights.h5 (Keras 3 saving
+    format); the optimizer's slots are the h5 file's "optimizer" group, which is left out. The
+    model still loads compiled (its compile config stays), with a fresh optimizer.
+    """
+    import io
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    weights = io.BytesIO(members["model.weights.h5"])
+    slim = io.BytesIO()
+    with h5py.File(weights, "r") as old, h5py.File(slim, "w") as new:
+        for key, value in old.attrs.items():
+            new.attrs[key] = value
+        for key in old:
+            if key != "optimizer":
+                old.copy(old[key], new, name=key)
+    members["model.weights.h5"] = slim.getvalue()
+    partial = Path(str(target) + ".partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, payload in members.items():
+            archive.writestr(name, payload)
+    partial.replace(target)
