@@ -26,6 +26,13 @@ only inference-time settings (e.g. beam_size, threshold, top_k) and the data.
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with user errors on one line (`dlapps: error: ...`, exit 2), like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"dlapps: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _common(parser: argparse.ArgumentParser, profile: bool = True) -> None:
     parser.add_argument("task", help="task name (see `dlapps list`)")
     if profile:
@@ -53,9 +60,9 @@ def _runtime(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `dlapps` command."""
-    parser = argparse.ArgumentParser(prog="dlapps", description="Deep-learning applications with Keras 3.",
-                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = _Parser(prog="dlapps", description="Deep-learning applications with Keras 3.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     listing = commands.add_parser("list", help="list the tasks (or a task's config keys)")
     listing.add_argument("--keys", metavar="TASK", help="print the config keys of TASK with their defaults")
@@ -211,6 +218,11 @@ def _print_keys(task_name: str) -> int:
     return 0
 
 
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[name]
+
+
 def _protect_dash_inputs(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     """Inputs of `predict` that begin with '-' and a digit or '.' (a CSV row like "-121.5,38.6,...")
     are not options: hide them from argparse behind placeholders, wherever they stand."""
@@ -232,7 +244,10 @@ def quiet_start(verbose: bool) -> None:
     if verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
         return
+    user_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if user_level is None:
+        _import_tensorflow_silently()
     import logging
     import warnings
 
@@ -242,11 +257,40 @@ def quiet_start(verbose: bool) -> None:
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 
+def _import_tensorflow_silently() -> None:
+    """Import TensorFlow with the process's stderr (file descriptor 2) sent to /dev/null.
+
+    TensorFlow 2.21 prints its oneDNN and CUDA start-up lines through absl before any log level
+    applies (TF_CPP_MIN_LOG_LEVEL does not hide them), so only an OS-level redirect does. An
+    import error is raised again, visibly, by the next `import tensorflow`.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    except Exception:  # noqa: BLE001  (shown by the next import, with stderr back)
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2; Ctrl-C exits 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, hidden = _protect_dash_inputs(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if argv and argv[0] == "predict":  # inputs and options in any order
+        args = _subparser(parser, "predict").parse_intermixed_args(argv[1:])
+        args.command = "predict"
+    else:
+        args = parser.parse_args(argv)
     if hidden:
         args.inputs = [hidden.get(item, item) for item in args.inputs]
     quiet_start(getattr(args, "verbose", False))
