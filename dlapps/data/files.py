@@ -1,7 +1,15 @@
-"""Readers for local tables (CSV/TSV) with errors a user can act on, and a seeded split."""
+"""Readers for local tables (CSV/TSV) with errors a user can act on, and a seeded split.
+
+Accepted tables: UTF-8 text (a BOM is fine), a header row, the delimiter sniffed among `,` `;`
+tab and `|` (a `.tsv`/`.tab` file is tab-separated). Numbers may carry thousands separators
+(`"2,100"`, `2 100`) and, in files whose delimiter is not a comma, decimal commas (`8,3252`).
+A column is numeric when every non-empty cell reads as a number under those rules.
+"""
 
 from __future__ import annotations
 
+import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +28,71 @@ def require_file(path: str | Path, what: str = "file") -> Path:
     return path
 
 
-def read_table(path: str | Path, sep: str | None = None, header: bool = True,
-               names: list[str] | None = None) -> pd.DataFrame:
-    """A CSV/TSV file as a DataFrame; the separator is a tab for .tsv/.tab files, else a comma.
+DELIMITERS = ",;\t|"
+_PLAIN = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+_THOUSANDS = re.compile(r"^[-+]?\d{1,3}([, \u00a0\u202f]\d{3})+(\.\d+)?$")
+_DECIMAL_COMMA = re.compile(r"^[-+]?\d{1,3}([. \u00a0\u202f]\d{3})*,\d+$|^[-+]?\d+,\d+$")
 
-    Errors (missing, empty, not text, not parseable) are UserErrors that name the file.
+
+def sniff_delimiter(path: Path) -> str:
+    """The delimiter of a text table: a tab for .tsv/.tab files, else sniffed among `,;<tab>|`
+    from its first lines (csv.Sniffer), a comma when nothing else is consistent."""
+    if path.suffix.lower() in (".tsv", ".tab"):
+        return "\t"
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        sample = "".join(handle.readline() for _ in range(20))
+    header = sample.splitlines()[0] if sample else ""
+    try:
+        found = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        found = ","
+    if found != "," and header.count(found) == 0:
+        return ","
+    # A comma-separated header has more commas than the sniffed delimiter (decimal commas fool it less).
+    if found != "," and header.count(",") > header.count(found):
+        return ","
+    return found
+
+
+def to_number(values: pd.Series, decimal_comma: bool) -> pd.Series | None:
+    """`values` (strings) as float64 when every non-empty cell is a number, else None.
+
+    Plain numbers (`-122.23`, `1e5`), thousands separators (`2,100`, `2 100`, `1,234.5`) and,
+    with `decimal_comma`, decimal commas (`8,3252`, `1.234,5`) are read; empty cells are NaN.
+    """
+    text = values.astype("string").str.strip()
+    present = text.notna() & (text != "")
+    cells = text[present]
+    if cells.empty:
+        return None
+    numbers = pd.Series(np.nan, index=values.index, dtype="float64")
+    plain = cells.str.fullmatch(_PLAIN)
+    thousands = ~plain & cells.str.fullmatch(_THOUSANDS) & ~(decimal_comma & cells.str.fullmatch(_DECIMAL_COMMA))
+    comma = ~plain & ~thousands & cells.str.fullmatch(_DECIMAL_COMMA) if decimal_comma else plain & False
+    if not bool((plain | thousands | comma).all()):
+        return None
+    converted = cells.where(~thousands, cells.str.replace(r"[, \u00a0\u202f]", "", regex=True))
+    converted = converted.where(~comma, converted.str.replace(r"[. \u00a0\u202f]", "", regex=True)
+                                .str.replace(",", ".", regex=False))
+    numbers[present] = converted.astype("float64")
+    return numbers
+
+
+def read_table(path: str | Path, sep: str | None = None, header: bool = True,
+               names: list[str] | None = None, numbers: bool = True) -> pd.DataFrame:
+    """A CSV/TSV file as a DataFrame (see the module docstring for the accepted layouts).
+
+    `sep` None sniffs the delimiter. With `numbers`, columns whose every non-empty cell is a
+    number (thousands separators and decimal commas allowed, see `to_number`) become float64;
+    other columns stay strings, empty cells NaN. Errors (missing, empty, not UTF-8, not
+    parseable) are UserErrors that name the file.
     """
     path = require_file(path)
     if sep is None:
-        sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+        sep = sniff_delimiter(path)
     try:
         frame = pd.read_csv(path, sep=sep, header=0 if header else None, names=names,
-                            encoding="utf-8", quoting=3 if sep == "\t" else 0,
+                            encoding="utf-8-sig", quoting=3 if sep == "\t" else 0, dtype=str,
                             keep_default_na=True, skipinitialspace=True)
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text (byte {err.start}); re-save it as UTF-8") from None
@@ -42,6 +103,11 @@ def read_table(path: str | Path, sep: str | None = None, header: bool = True,
                         f"({str(err).splitlines()[0]})") from None
     if frame.empty:
         raise UserError(f"{path} has a header but no rows")
+    if numbers:
+        for column in frame.columns:
+            converted = to_number(frame[column], decimal_comma=sep != ",")
+            if converted is not None:
+                frame[column] = converted
     return frame
 
 

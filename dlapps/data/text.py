@@ -68,11 +68,11 @@ def read_labelled_text(path: str | Path, class_names: Sequence[str], aliases: di
                         f"{label_column!r} and {text_columns[0]!r}")
     mapping = label_mapping(class_names, aliases)
     sep = "\t" if path.suffix.lower() in (".tsv", ".tab", ".txt", "") else ","
-    frame = read_table(path, sep=sep)
-    header = [str(c).strip() for c in frame.columns]
+    frame = read_table(path, sep=sep, numbers=False)
+    header = [str(c).strip().lower() for c in frame.columns]  # header names match in any case
     if label_column not in header and len(header) >= 2 and _is_label(header[0], mapping):
         # Headerless `label<TAB>text` (the SMS Spam Collection's own file).
-        frame = read_table(path, sep=sep, header=False, names=[label_column, text_columns[0]])
+        frame = read_table(path, sep=sep, header=False, names=[label_column, text_columns[0]], numbers=False)
         header = [label_column, text_columns[0]]
     frame.columns = header
     text_column = next((c for c in text_columns if c in header), None)
@@ -164,6 +164,38 @@ def read_text_lines(path: str | Path) -> list[str]:
     """Non-empty lines of a UTF-8 text file (for `predict` on a file of texts)."""
     path = require_file(path)
     return [line.strip() for line in decode_utf8(path.read_bytes(), str(path)).splitlines() if line.strip()]
+
+
+TEXT_FILE_SUFFIXES = (".txt", ".tsv", ".csv")
+
+
+def texts_from_inputs(inputs: Sequence[str], text_columns: Sequence[str] = ("text",)) -> list[str]:
+    """The texts of `predict`'s inputs: each is a text, or a file of texts.
+
+    A `.txt` file gives one text per non-empty line; a `.tsv`/`.csv` file the column named like one
+    of `text_columns` (any case; the only column of a one-column file). Files must be UTF-8.
+    Raises UserError for a table without such a column, a file that is not UTF-8, or no texts.
+    """
+    texts: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.suffix.lower() not in TEXT_FILE_SUFFIXES or not path.is_file():
+            texts.append(item)
+            continue
+        if path.suffix.lower() == ".txt":
+            texts.extend(read_text_lines(path))
+            continue
+        decode_utf8(path.read_bytes(), str(path))
+        frame = read_table(path, numbers=False)
+        header = {str(c).strip().lower(): c for c in frame.columns}
+        column = next((header[c] for c in text_columns if c in header), None)
+        if column is None and len(frame.columns) == 1:
+            column = frame.columns[0]
+        if column is None:
+            raise UserError(f"{path}: no text column; name one of {', '.join(text_columns)} "
+                            f"(found {', '.join(map(str, frame.columns))})")
+        texts.extend(t.strip() for t in frame[column].fillna("").astype(str) if t.strip())
+    return texts
 
 
 # ----------------------------------------------------------------------------- predictions, metrics
