@@ -41,8 +41,8 @@ class TrainConfig:
     optimizer: Literal["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "nadam", "adamax"] = "adam"
     """The optimizer (see `dlapps.optim.make_optimizer`)."""
     learning_rate: float = 1e-3
-    lr_schedule: Literal["constant", "cosine", "exponential", "plateau"] = "constant"
-    """constant, cosine (decay to 0 over the run), exponential, or plateau (ReduceLROnPlateau)."""
+    lr_schedule: Literal["constant", "cosine", "exponential", "plateau", "onecycle"] = "constant"
+    """constant, cosine (decay to 0 over the run), exponential, plateau (ReduceLROnPlateau), or onecycle (dlapps.optim.OneCycle)."""
     weight_decay: float = 0.0
     """Decoupled weight decay (AdamW-style) applied by the optimizer; 0 disables."""
     clipnorm: float = 0.0
