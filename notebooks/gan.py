@@ -36,7 +36,7 @@ import numpy as np
 
 import dlapps
 from dlapps import config, training
-from dlapps.layers import GAN
+from dlapps.tasks.gan.adversarial import GAN
 from dlapps.tasks.gan.model import generate
 
 PROFILE = os.environ.get("DLAPPS_NOTEBOOK_PROFILE", "demo")

@@ -111,7 +111,7 @@ digit = splits.x_test[0]
 paper = Image.new("L", (120, 90), 230)
 paper.paste(Image.fromarray(255 - digit[..., 0]).resize((50, 50)), (40, 20))
 paper.save("my_digit.png")
-print(task.predict(result.model, ["my_digit.png"], result.data.info, cfg))
+print(task.predict(result.model, ["my_digit.png"], result.data.info, cfg, task.predict_options))
 print("true label:", splits.y_test[0])
 
 # %% [markdown]

@@ -12,7 +12,9 @@ from PIL import Image
 
 import dlapps
 from dlapps import config, training
+from dlapps.data.pipeline import batched
 from dlapps.errors import UserError
+from dlapps.runs import load_model
 from dlapps.runtime import Runtime
 from dlapps.tasks.autoencoder.model import build_model, decoder_of, encoder_of
 
@@ -38,8 +40,8 @@ def test_smoke_training_learns_to_reconstruct(trained):
     history, test = result.history, result.metrics["test"]
     assert history["val_mse"][-1] < 0.8 * history["val_mse"][0]
     # Far better than the best constant guess, the mean training image.
-    train_images = np.concatenate([x["image"] for x, _ in training.batched(result.data.train, 512).as_numpy_iterator()])
-    test_clean = np.concatenate([y for _, y in training.batched(result.data.test, 512).as_numpy_iterator()])
+    train_images = np.concatenate([x["image"] for x, _ in batched(result.data.train, 512).as_numpy_iterator()])
+    test_clean = np.concatenate([y for _, y in batched(result.data.test, 512).as_numpy_iterator()])
     mean_image_mse = float(np.mean((test_clean - train_images.mean(axis=0) / 255.0) ** 2))
     assert test["mse"] < 0.6 * mean_image_mse
     # The left-out digit reconstructs worse than the trained ones.
@@ -52,7 +54,7 @@ def test_anomaly_class_is_left_out_of_training_only(trained):
     result, cfg = trained
 
     def labels(dataset):
-        return np.concatenate([x["label"] for x, _ in training.batched(dataset, 512).as_numpy_iterator()])
+        return np.concatenate([x["label"] for x, _ in batched(dataset, 512).as_numpy_iterator()])
 
     assert cfg.anomaly_class not in labels(result.data.train)
     assert cfg.anomaly_class not in labels(result.data.val)
@@ -63,7 +65,7 @@ def test_anomaly_class_is_left_out_of_training_only(trained):
 
 def test_encoder_and_decoder_save_and_load_on_their_own(trained, tmp_path):
     result, cfg = trained
-    images = np.concatenate([x["image"] for x, _ in training.batched(result.data.test, 16).take(1).as_numpy_iterator()])
+    images = np.concatenate([x["image"] for x, _ in batched(result.data.test, 16).take(1).as_numpy_iterator()])
     encoder, decoder = encoder_of(result.model), decoder_of(result.model)
     codes = np.asarray(encoder(images))
     assert codes.shape == (16, cfg.code_dim)
@@ -74,7 +76,7 @@ def test_encoder_and_decoder_save_and_load_on_their_own(trained, tmp_path):
     np.testing.assert_allclose(np.asarray(keras.saving.load_model(tmp_path / "encoder.keras")(images)), codes, atol=1e-6)
     np.testing.assert_allclose(np.asarray(keras.saving.load_model(tmp_path / "decoder.keras")(codes)),
                                np.asarray(decoder(codes)), atol=1e-6)
-    loaded, info = training.load_model(result.run_dir / "model.keras")
+    loaded, info = load_model(result.run_dir / "model.keras")
     assert info["anomaly_class"] == 3
     np.testing.assert_allclose(np.asarray(encoder_of(loaded)(images)), codes, atol=1e-6)
 
@@ -91,7 +93,7 @@ def test_vae_samples_in_training_and_adds_the_kl_term(tmp_path):
     assert len(model.losses) == 1 and float(model.losses[0]) > 0  # the KL divergence
     # The sampling layer is serializable: the VAE saves and loads with its KL weight.
     model.save(tmp_path / "vae.keras")
-    loaded = training.load_model(tmp_path / "vae.keras")[0]
+    loaded = load_model(tmp_path / "vae.keras")[0]
     assert encoder_of(loaded).get_layer("code").kl_weight == pytest.approx(cfg.kl_weight / 784)
     np.testing.assert_allclose(np.asarray(loaded(images)), np.asarray(model(images)), atol=1e-6)
 
@@ -113,17 +115,18 @@ def test_denoising_noise_is_added_in_the_pipeline():
 
 def test_predict_writes_the_reconstruction_next_to_the_input(trained, tmp_path):
     result, cfg = trained
-    digit = np.concatenate([x["image"] for x, _ in training.batched(result.data.test, 1).take(1).as_numpy_iterator()])
+    digit = np.concatenate([x["image"] for x, _ in batched(result.data.test, 1).take(1).as_numpy_iterator()])
     # Dark ink on white paper at another size, as a user would draw it: predict brings it to MNIST style.
     Image.fromarray(255 - digit[0, ..., 0].astype(np.uint8)).resize((56, 56)).save(tmp_path / "digit.png")
-    lines = TASK.predict(result.model, [str(tmp_path / "digit.png")], result.data.info, cfg)
+    options = dict(TASK.predict_options)
+    lines = TASK.predict(result.model, [str(tmp_path / "digit.png")], result.data.info, cfg, options)
     written = tmp_path / "digit.reconstruction.png"
     assert written.exists() and "digit.reconstruction.png" in lines[0]
     assert np.asarray(Image.open(written)).shape == (28, 28)
     with pytest.raises(UserError, match="image files"):
-        TASK.predict(result.model, [], result.data.info, cfg)
+        TASK.predict(result.model, [], result.data.info, cfg, options)
     with pytest.raises(UserError, match="not found"):
-        TASK.predict(result.model, [str(tmp_path / "missing.png")], result.data.info, cfg)
+        TASK.predict(result.model, [str(tmp_path / "missing.png")], result.data.info, cfg, options)
 
 
 def test_bad_choices_are_user_errors():
@@ -149,7 +152,7 @@ def test_saved_model_meets_the_quality_bar(shared_data):
     if not (saved / "model.keras").exists():
         pytest.skip("no saved autoencoder (train one with the full profile and --save)")
     cfg = config.resolve(TASK, "full", {"data": str(shared_data / "mnist-sample" / "mnist_sample.npz")})
-    model, info = training.load_model(saved)
+    model, info = load_model(saved)
     data = TASK.load_data(cfg)
     val = TASK.evaluate(model, dataclasses.replace(data, test=data.val, info={**data.info, **info}), cfg)
     assert val["mse"] <= 0.01  # the bar: per-pixel MSE on the validation split

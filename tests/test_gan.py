@@ -11,17 +11,23 @@ import pytest
 
 import dlapps
 from dlapps import config, training
+from dlapps.data.digits import embedded_digits
 from dlapps.errors import UserError
+from dlapps.runs import load_model
 from dlapps.runtime import Runtime
 from dlapps.tasks.gan import metrics as gan_metrics
 from dlapps.tasks.gan.model import build_model, generate, predict
-from dlapps.tasks.mnist.data import embedded_digits
 
 TASK = dlapps.get_task("gan")
 
 
 def smoke_config(**overrides):
     return dataclasses.replace(config.resolve(TASK, "smoke"), **overrides)
+
+
+def options(**overrides):
+    """predict's options: the task's defaults with `overrides`."""
+    return {**TASK.predict_options, **overrides}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +99,7 @@ def test_each_phase_updates_only_its_network(digits):
 def test_diff_augment_shifts_and_cuts_out_and_lets_gradients_through():
     import tensorflow as tf
 
-    from dlapps.layers.generative import diff_augment
+    from dlapps.tasks.gan.adversarial import diff_augment
 
     seed = keras.random.SeedGenerator(3)
     square = -np.ones((16, 28, 28, 1), "float32")
@@ -129,7 +135,7 @@ def test_generator_average_follows_the_generator_and_is_saved(digits, tmp_path):
     for got, want in zip(_weights(model.generator_ema), expected):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
     model.save(tmp_path / "gan.keras")
-    loaded, _ = training.load_model(tmp_path / "gan.keras")
+    loaded, _ = load_model(tmp_path / "gan.keras")
     assert loaded.ema == 0.9 and loaded.augment == ("translation", "cutout")
     assert _same(_weights(loaded.generator_ema), _weights(model.generator_ema))
     assert np.array_equal(generate(loaded.sampler, 8, 0), generate(model.sampler, 8, 0))
@@ -144,12 +150,11 @@ def test_conditional_gan_draws_the_digit_asked_for(classifier_path, runs, tmp_pa
     assert model.num_classes == 10 and len(model.generator.inputs) == 2 and len(model.discriminator.inputs) == 2
     # The label steers the generator: the classifier reads the requested digit far above chance (0.1).
     assert result.metrics["test"]["label_agreement"] > 0.3, result.metrics["test"]
-    loaded, info = training.load_model(result.run_dir / "model.keras")
+    loaded, info = load_model(result.run_dir / "model.keras")
     assert np.array_equal(generate(loaded.sampler, 20, 0), generate(model.sampler, 20, 0))
-    sevens = dataclasses.replace(cfg, n=8, digit=7)
-    assert "8 generated 7s" in predict(loaded, [str(tmp_path / "sevens.png")], info, sevens)[0]
+    assert "8 generated 7s" in predict(loaded, [str(tmp_path / "sevens.png")], info, cfg, options(n=8, digit=7))[0]
     with pytest.raises(UserError, match="labels 0..9"):
-        predict(loaded, [str(tmp_path / "x.png")], info, dataclasses.replace(cfg, digit=10))
+        predict(loaded, [str(tmp_path / "x.png")], info, cfg, options(digit=10))
     with pytest.raises(UserError, match="labelled images"):
         build_model(cfg, {"image_shape": [28, 28, 1]})
 
@@ -157,7 +162,7 @@ def test_conditional_gan_draws_the_digit_asked_for(classifier_path, runs, tmp_pa
 def test_unconditional_gan_cannot_be_asked_for_a_digit(trained, tmp_path):
     result, cfg = trained
     with pytest.raises(UserError, match="unconditional"):
-        predict(result.model, [str(tmp_path / "x.png")], result.data.info, dataclasses.replace(cfg, digit=3))
+        predict(result.model, [str(tmp_path / "x.png")], result.data.info, cfg, options(digit=3))
 
 
 def test_smoke_training_beats_the_untrained_generator(trained):
@@ -176,7 +181,7 @@ def test_smoke_training_beats_the_untrained_generator(trained):
 
 def test_saved_gan_and_generator_reload(trained, tmp_path):
     result, cfg = trained
-    loaded, _ = training.load_model(result.run_dir / "model.keras")
+    loaded, _ = load_model(result.run_dir / "model.keras")
     latents = np.random.default_rng(0).standard_normal((8, cfg.latent_dim)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(loaded.generator(latents)), np.asarray(result.model.generator(latents)),
                                atol=1e-6)
@@ -189,15 +194,15 @@ def test_saved_gan_and_generator_reload(trained, tmp_path):
 
 def test_predict_writes_a_reproducible_grid(trained, tmp_path):
     result, cfg = trained
-    cfg = dataclasses.replace(cfg, n=16, seed=0)
-    lines = predict(result.model, [str(tmp_path / "grid.png")], result.data.info, cfg)
+    cfg = dataclasses.replace(cfg, seed=0)
+    lines = predict(result.model, [str(tmp_path / "grid.png")], result.data.info, cfg, options(n=16))
     assert (tmp_path / "grid.png").stat().st_size > 0 and "16 generated digits" in lines[0]
     first, again = generate(result.model.generator, 16, 0), generate(result.model.generator, 16, 0)
     assert first.dtype == np.uint8 and first.shape == (16, 28, 28, 1)
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, generate(result.model.generator, 16, 1))
     with pytest.raises(UserError, match="PNG"):
-        predict(result.model, [str(tmp_path / "grid.jpg")], result.data.info, cfg)
+        predict(result.model, [str(tmp_path / "grid.jpg")], result.data.info, cfg, options(n=16))
 
 
 def test_evaluate_without_classifier_reports_losses(trained, tmp_path, capsys):
@@ -298,7 +303,7 @@ def test_saved_model_draws_every_digit(shared_data):
         pytest.skip("needs saved_models/gan and saved_models/mnist (train both with the full profile and --save)")
     cfg = config.resolve(TASK, "full", {"data": str(shared_data / "mnist-sample" / "mnist_sample.npz"),
                                         "fid_samples": "3000", "classifier": str(repo / "saved_models/mnist/model.keras")})
-    model, _ = training.load_model(repo / "saved_models" / "gan")
+    model, _ = load_model(repo / "saved_models" / "gan")
     metrics = TASK.evaluate(model, TASK.load_data(cfg), cfg)
     assert metrics["label_entropy"] >= 2.2  # all ten digits, no mode collapse
     assert metrics["confident_share"] >= 0.9 and metrics.get("label_agreement", 1.0) >= 0.9

@@ -12,11 +12,12 @@ from PIL import Image
 
 import dlapps
 from dlapps import config, training
+from dlapps.data.digits import embedded_digits
 from dlapps.errors import UserError
+from dlapps.runs import load_model
 from dlapps.runtime import Runtime
 from dlapps.tasks.imagenet.backbones import DIGITS_BACKBONE, canonical, known_backbones, pretrain_digits_backbone
 from dlapps.tasks.imagenet.model import unfreeze_top
-from dlapps.tasks.mnist.data import embedded_digits
 
 TASK = dlapps.get_task("imagenet")
 
@@ -38,11 +39,13 @@ def test_committed_backbone_transfers_to_unseen_digits(runs):
     cfg = dataclasses.replace(config.resolve(TASK, "demo"), head_epochs=10, fine_tune_epochs=6,
                               fine_tune_learning_rate=0.0003)
     result = training.train(TASK, cfg, **runs)
-    test = result.metrics["test"]
+    test, baseline = result.metrics["test"], result.metrics["after_fit"]
     assert result.data.info["train_size"] == 50  # 10 labels for each of the 5 classes
     assert result.history["phase"] == ["head"] * 10 + ["fine_tune"] * 6
     assert test["accuracy"] > 0.5  # chance 0.2
-    assert test["transfer_gain"] > 0.15 and test["scratch_accuracy"] < test["accuracy"]
+    assert baseline["transfer_gain"] > 0.15 and baseline["scratch_accuracy"] < test["accuracy"]
+    assert baseline["transfer_accuracy"] == pytest.approx(test["accuracy"])  # the same model, the same split
+    assert "scratch_model" not in result.data.info  # the comparison is a result, not a fact about the data
     assert (result.run_dir / "scratch_baseline.keras").exists()
     assert (result.run_dir / "plots" / "confusion_matrix.png").exists()
 
@@ -80,7 +83,7 @@ def test_keras_application_backbone_round_trip(runs):
                               flip=True, val_fraction=0.1, test_fraction=0.1)
     result = training.train(TASK, cfg, **runs)
     assert result.data.info["image_shape"] == [32, 32, 3]
-    loaded, info = training.load_model(result.run_dir)
+    loaded, info = load_model(result.run_dir)
     assert loaded.get_layer("preprocess").get_config()["module"] == "mobilenet"
     batch = np.stack([image for image, _ in result.data.test.take(4).as_numpy_iterator()])
     assert batch.dtype == np.uint8
@@ -113,7 +116,8 @@ def test_folder_source_skips_and_counts_bad_files(tmp_path, runs):
     image, label = next(iter(data.train))
     assert image.dtype == "uint8" and tuple(image.shape) == (28, 28, 1)
     result = training.train(TASK, cfg, **runs)
-    lines = TASK.predict(result.model, [str(folder / "digit_5" / "0.jpg")], result.data.info, cfg)
+    lines = TASK.predict(result.model, [str(folder / "digit_5" / "0.jpg")], result.data.info, cfg,
+                         dict(TASK.predict_options))
     assert lines[0].split(": ")[1].split(" (")[0] in ("digit_5", "digit_6") and lines[0].count("(") == 2
 
 
@@ -156,8 +160,8 @@ def test_imagenet_inference_offline_with_local_weights_and_class_index(tmp_path,
     keras.applications.MobileNetV2(weights=None).save_weights(weights)
     index = {str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}
     (tmp_path / "imagenet_class_index.json").write_text(json.dumps(index))
-    cfg = dataclasses.replace(config.resolve(TASK, "smoke"), backbone="mobilenet_v2", weights=str(weights),
-                              class_index=str(tmp_path / "imagenet_class_index.json"))
+    cfg = dataclasses.replace(config.resolve(TASK, "smoke"), backbone="mobilenet_v2", weights=str(weights))
+    options = {**TASK.predict_options, "class_index": str(tmp_path / "imagenet_class_index.json")}
     model, info = TASK.pretrained(cfg)
     assert info["image_shape"] == [224, 224, 3]
     rng = np.random.default_rng(0)
@@ -167,7 +171,7 @@ def test_imagenet_inference_offline_with_local_weights_and_class_index(tmp_path,
         path = tmp_path / f"photo_{n}.{suffix}"
         Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).convert(mode).save(path)
         photos.append(str(path))
-    lines = TASK.predict(model, photos, info, cfg)
+    lines = TASK.predict(model, photos, info, cfg, options)
     assert len(lines) == 4
     for line in lines:
         entries = line.split(": ", 1)[1].split(", ")
@@ -176,7 +180,7 @@ def test_imagenet_inference_offline_with_local_weights_and_class_index(tmp_path,
         assert probabilities == sorted(probabilities, reverse=True)
     # Without a local class index, decode_predictions needs the network: a clear error.
     with pytest.raises(UserError, match="--set class_index=PATH"):
-        TASK.predict(model, photos[:1], info, dataclasses.replace(cfg, class_index=None))
+        TASK.predict(model, photos[:1], info, cfg, dict(TASK.predict_options))
 
 
 def test_mirrored_strategy_with_both_phases(runs):

@@ -1,5 +1,5 @@
-"""Autoencoder data: the mnist task's images as (inputs, clean target) pairs, optional noise,
-optional held-out class for anomaly detection.
+"""Autoencoder data: the shared digit images (`dlapps.data.digits`) as (inputs, clean target)
+pairs, optional noise, optional held-out class for anomaly detection.
 
 Every element is `({"image": pixels, "label": class}, clean)`:
 - `image`: float32 pixels 0..255 (28, 28, 1), with Gaussian noise added here, in the tf.data
@@ -14,45 +14,12 @@ the test split, where the reconstruction error should single it out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from dlapps.config import TrainConfig
+from dlapps.data.digits import IMAGE_SIZE, load_images
 from dlapps.errors import UserError
 from dlapps.task import Data
-
-
-@dataclass(frozen=True)
-class Config(TrainConfig):
-    """(Denoising / variational) autoencoder for 28x28 images: architecture, code size, loss, noise."""
-
-    source: str = "embedded"
-    """Images from the mnist task's sources: embedded (scikit-learn digits), tfds, keras, or file (--data)."""
-    dataset: str = "mnist"
-    """mnist or fashion_mnist (tfds/keras sources or --data)."""
-    architecture: str = "conv"
-    """conv (strided convolutions / transposed convolutions) or dense (an MLP on the 784 pixels)."""
-    variant: str = "ae"
-    """ae (deterministic code) or vae (variational: the encoder outputs a Gaussian, KL term, sampling)."""
-    code_dim: int = 32
-    """Size of the code (latent vector) the image is squeezed through."""
-    filters: int = 32
-    """conv: channels of the first encoder convolution (the second has twice as many)."""
-    units: int = 256
-    """dense: width of the hidden layers of encoder and decoder."""
-    loss: str = "bce"
-    """Reconstruction loss per pixel: bce (binary cross-entropy, pixels as probabilities) or mse."""
-    kl_weight: float = 1.0
-    """vae: beta, the weight of the KL term relative to the summed per-pixel reconstruction loss."""
-    noise: float = 0.0
-    """Denoising: std of Gaussian noise added to the inputs (pixels in [0, 1] units); 0 = plain autoencoder."""
-    anomaly_class: int | None = None
-    """Leave this class out of training; the test split then reports the ROC AUC of detecting it."""
-    cache: bool = False
-    """Off by default: caching would freeze the first epoch's noise draw (data are in memory anyway)."""
-    invert: str = "auto"
-    """predict: invert dark-on-light images to MNIST's light-on-dark: auto (by the border), yes, no."""
+from dlapps.tasks.autoencoder.config import Config
 
 
 def _noisy(images: np.ndarray, noise: float, seed: int) -> np.ndarray:
@@ -64,7 +31,12 @@ def _noisy(images: np.ndarray, noise: float, seed: int) -> np.ndarray:
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, noise: float = 0.0, seed: int = 0,
                  fresh_noise: bool = False):
-    """({"image", "label"}, clean) pairs; noise drawn per pass (`fresh_noise`) or fixed once."""
+    """Unbatched ({"image": float32 (28, 28, 1) 0..255, "label": int64}, clean float32 [0, 1]) pairs.
+
+    `images` uint8 (N, 28, 28, 1), `labels` (N,). With `noise` > 0 (std in [0, 1] pixel units)
+    the inputs get Gaussian noise, drawn anew on every pass (`fresh_noise`, for training) or fixed
+    once from `seed` (validation and test).
+    """
     import tensorflow as tf
 
     clean = images.astype(np.float32) / 255.0
@@ -85,12 +57,15 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, noise: float = 0.0, see
 
 
 def load_data(cfg: Config) -> Data:
-    """Train/val/test splits of the configured images (see the module docstring)."""
-    from dlapps.tasks.mnist.data import IMAGE_SIZE, load_images
+    """Train/val/test splits of the configured images (see the module docstring).
 
+    `info`: image_shape, class_names, dataset, anomaly_class, source_description, train_size.
+    Raises UserError for a negative `noise`, an `anomaly_class` absent from the data, or what
+    `dlapps.data.digits.load_images` raises.
+    """
     if cfg.noise < 0:
         raise UserError(f"noise={cfg.noise}: the noise std must be >= 0 (e.g. 0.3)")
-    splits = load_images(cfg)
+    splits = load_images(cfg, "autoencoder")
     x_train, y_train, x_val, y_val = splits.x_train, splits.y_train, splits.x_val, splits.y_val
     if cfg.anomaly_class is not None:
         if cfg.anomaly_class not in set(np.unique(np.concatenate([splits.y_train, splits.y_test]))):
@@ -107,9 +82,6 @@ def load_data(cfg: Config) -> Data:
             f"; class {splits.class_names[cfg.anomaly_class]} left out of training (anomaly detection)"
             if cfg.anomaly_class is not None else ""),
         "train_size": int(len(x_train)),
-        "model_notes": "The saved model takes raw pixels 0..255 (28, 28, 1) and returns the reconstruction "
-                       "in [0, 1]; its sub-models `encoder` and `decoder` (model.get_layer) map images to "
-                       "codes and codes to images.",
     }
     return Data(make_dataset(x_train, y_train, cfg.noise, cfg.seed, fresh_noise=True),
                 make_dataset(x_val, y_val, cfg.noise, cfg.seed + 1) if len(x_val) else None,

@@ -19,10 +19,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from dlapps.data.digits import read_digit
+from dlapps.data.pipeline import batched
 from dlapps.errors import UserError
 from dlapps.layers import VAESampling
-from dlapps.tasks.autoencoder.data import Config
-from dlapps.training import batched, make_optimizer
+from dlapps.optim import make_optimizer
+from dlapps.tasks.autoencoder.config import Config
 
 SHAPE = (28, 28, 1)
 PIXELS = SHAPE[0] * SHAPE[1] * SHAPE[2]
@@ -31,7 +33,10 @@ PIXELS = SHAPE[0] * SHAPE[1] * SHAPE[2]
 # ----------------------------------------------------------------------------- networks
 def build_encoder(architecture: str, code_dim: int, filters: int, units: int, variant: str,
                   kl_weight: float = 1.0, seed: int | None = None) -> keras.Model:
-    """Raw pixels (28, 28, 1), 0..255 -> code (code_dim,); for a VAE the code is sampled in training."""
+    """Raw pixels (28, 28, 1), 0..255 -> code (code_dim,); for a VAE the code is sampled in training.
+
+    Raises UserError for an architecture other than conv/dense or a variant other than ae/vae.
+    """
     image = keras.Input(SHAPE, name="image")
     x = keras.layers.Rescaling(1.0 / 255, name="to_unit_range")(image)
     if architecture == "conv":
@@ -76,7 +81,12 @@ def build_decoder(architecture: str, code_dim: int, filters: int, units: int) ->
 
 
 def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
-    """The compiled autoencoder decoder(encoder(image)); `hp` may tune code size, width, learning rate."""
+    """The compiled autoencoder decoder(encoder(image)); `hp` may tune code size, width, learning rate.
+
+    Input: pixels (N, 28, 28, 1) 0..255 (float or uint8); output: reconstructions in [0, 1], float32.
+    Raises UserError for a loss other than bce/mse, a bad architecture/variant, or images that
+    are not 28x28x1 (`info["image_shape"]`).
+    """
     code_dim = hp.Int("code_dim", 2, 64, default=cfg.code_dim) if hp else cfg.code_dim
     filters = hp.Int("filters", 16, 64, step=16, default=cfg.filters) if hp else cfg.filters
     units = hp.Int("units", 64, 512, step=64, default=cfg.units) if hp else cfg.units
@@ -112,7 +122,11 @@ def decoder_of(model: keras.Model) -> keras.Model:
 
 # ----------------------------------------------------------------------------- evaluation
 def reconstruct(model: keras.Model, dataset) -> dict[str, np.ndarray]:
-    """inputs (pixels 0..255), clean targets, reconstructions (both in [0, 1]) and labels of a split."""
+    """inputs (pixels 0..255), clean targets, reconstructions (both in [0, 1]) and labels of a split.
+
+    `dataset`: unbatched pairs as `make_dataset` builds them; arrays (N, 28, 28, 1), labels (N,).
+    Raises UserError for an empty split.
+    """
     parts: dict[str, list] = {"inputs": [], "clean": [], "reconstruction": [], "label": []}
     for inputs, clean in batched(dataset, 512).as_numpy_iterator():
         parts["inputs"].append(inputs["image"])
@@ -204,19 +218,24 @@ def make_plots(model: keras.Model, data, cfg: Config, plots_dir: Path) -> list[P
 
 
 # ----------------------------------------------------------------------------- predict
-def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config) -> list[str]:
-    """Reconstruct each image file; write `<name>.reconstruction.png` next to it (28x28 gray)."""
-    from PIL import Image
+PREDICT_OPTIONS = {"invert": "auto"}
+"""predict only: invert dark-on-light images to MNIST's light-on-dark: auto (by the border), yes, no."""
 
-    from dlapps.data.images import read_image
-    from dlapps.tasks.mnist.model import mnist_style
+
+def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config, options: dict) -> list[str]:
+    """Reconstruct each image file; write `<name>.reconstruction.png` next to it (28x28 gray).
+
+    Each file is brought to MNIST style first (`options["invert"]`, see
+    `dlapps.data.digits.mnist_style`). Raises UserError without inputs, for a missing or
+    unreadable file, or when the PNG cannot be written.
+    """
+    from PIL import Image
 
     if not inputs:
         raise UserError("give one or more image files, e.g. dlapps predict autoencoder digit.png")
     lines = []
     for path in map(Path, inputs):
-        image = mnist_style(read_image(path, channels=1), cfg.invert,
-                            center=info.get("dataset", "mnist") == "mnist")
+        image = read_digit(path, options["invert"], center=info.get("dataset", "mnist") == "mnist")
         reconstruction = np.asarray(model.predict(image[None].astype(np.float32), verbose=0))[0]
         error = float(np.mean((reconstruction - image / 255.0) ** 2))
         target = path.with_name(f"{path.stem}.reconstruction.png")

@@ -104,7 +104,7 @@ def load_classifier(path: str | Path) -> keras.Model | None:
     candidates = [path] if path.is_absolute() else [path, Path(__file__).resolve().parents[3] / path]
     for candidate in candidates:
         if candidate.exists():
-            from dlapps.training import load_model
+            from dlapps.runs import load_model
 
             return load_model(candidate)[0]
     return None

@@ -9,12 +9,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from dlapps.data.pipeline import batched
 from dlapps.errors import UserError
-from dlapps.layers import GAN
-from dlapps.layers.generative import AUGMENTATIONS
+from dlapps.optim import make_optimizer
 from dlapps.tasks.gan import metrics as gan_metrics
-from dlapps.tasks.gan.data import Config
-from dlapps.training import batched, make_optimizer
+from dlapps.tasks.gan.adversarial import AUGMENTATIONS, GAN
+from dlapps.tasks.gan.config import Config
 
 
 # ----------------------------------------------------------------------------- networks
@@ -252,26 +252,37 @@ def make_plots(model: GAN, data, cfg: Config, plots_dir: Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- predict
-def predict(model: GAN, inputs: list[str], info: dict, cfg: Config) -> list[str]:
-    """Draw `n` new digits (seeded by `seed`) into a PNG grid: the input path, else `output`."""
+PREDICT_OPTIONS = {"n": 64, "digit": -1, "output": "gan_samples.png"}
+"""predict only: how many digits to draw (n); with a conditional GAN only this digit (-1: every
+digit in turn); where to write the PNG grid when no path is given as the input (output)."""
+
+
+def predict(model: GAN, inputs: list[str], info: dict, cfg: Config, options: dict) -> list[str]:
+    """Draw `options["n"]` new digits (seeded by `cfg.seed`) into a PNG grid.
+
+    The grid goes to the input path when one is given, else to `options["output"]`.
+    Raises UserError for more than one input, n < 1, a path not ending in .png, or a digit that the
+    generator cannot be asked for (an unconditional GAN, or a label outside its classes).
+    """
     from dlapps import plots
 
     if len(inputs) > 1:
         raise UserError("gan predict takes at most one input: the PNG file to write "
                         "(e.g. dlapps predict gan samples.png --set n=64 --set seed=0)")
-    if cfg.n < 1:
-        raise UserError(f"n={cfg.n}: draw at least one digit")
+    n = int(options["n"])
+    if n < 1:
+        raise UserError(f"n={n}: draw at least one digit")
     generator = model.sampler if isinstance(model, GAN) else model
-    path = Path(inputs[0] if inputs else cfg.output)
+    path = Path(inputs[0] if inputs else options["output"])
     if path.suffix.lower() != ".png":
         raise UserError(f"{path}: the grid is written as PNG; give a path ending in .png")
     replaced = path.exists()
-    digit = None if cfg.digit < 0 else cfg.digit
+    digit = None if int(options["digit"]) < 0 else int(options["digit"])
     if digit is not None and not generator_classes(generator):
         raise UserError(f"digit={digit}: this GAN is unconditional (trained without labels), so it cannot be "
                         "asked for a digit; train with --set conditional=true")
-    images = generate(generator, cfg.n, cfg.seed, digit=digit)
+    images = generate(generator, n, cfg.seed, digit=digit)
     classes = generator_classes(generator)
-    plots.image_grid(images, path, columns=min(classes if classes and digit is None else 8, cfg.n))
+    plots.image_grid(images, path, columns=min(classes if classes and digit is None else 8, n))
     what = f"generated {'digits' if digit is None else f'{digit}s'}"
-    return [f"wrote {path}: {cfg.n} {what} (seed {cfg.seed}){' (replaced the old file)' if replaced else ''}"]
+    return [f"wrote {path}: {n} {what} (seed {cfg.seed}){' (replaced the old file)' if replaced else ''}"]

@@ -1,9 +1,10 @@
 """keras.applications backbones: ImageNet top-5 inference and transfer learning with fine-tuning."""
 
 from dlapps.task import Task
-from dlapps.tasks.imagenet.data import Config, load_data
-from dlapps.tasks.imagenet.model import (build_model, callbacks, evaluate, make_plots, phases, predict,
-                                         pretrained)
+from dlapps.tasks.imagenet.config import Config
+from dlapps.tasks.imagenet.data import load_data
+from dlapps.tasks.imagenet.model import (PREDICT_OPTIONS, after_fit, build_model, evaluate, make_plots, phases,
+                                         predict, pretrained)
 
 TASK = Task(
     name="imagenet",
@@ -16,6 +17,13 @@ TASK = Task(
     make_plots=make_plots,
     phases=phases,
     pretrained=pretrained,
-    callbacks=callbacks,
+    after_fit=after_fit,
     objective=("val_accuracy", "max"),
+    predict_options=PREDICT_OPTIONS,
+    inference_keys=("top_k",),
+    model_notes=("Input: raw uint8 images (N, size, size, channels) of the backbone's input shape "
+                 "(info.json's image_shape); the backbone's own preprocessing and the augmentation "
+                 "layers are inside the model. Output: class probabilities in the order of info.json's "
+                 "class_names. With compare_scratch, the same network trained from random weights on the "
+                 "same labels is saved beside the run as scratch_baseline.keras."),
 )

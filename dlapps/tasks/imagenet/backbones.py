@@ -147,7 +147,7 @@ def keras_application(name: str, weights: str, input_shape: tuple | None, includ
 
 def load_saved_backbone(path: Path):
     """A saved dlapps backbone (.keras): float pixels in [0, 1] -> a feature vector."""
-    from dlapps.training import load_model
+    from dlapps.runs import load_model
 
     model, _ = load_model(path)
     if len(model.output_shape) != 2:
@@ -212,7 +212,7 @@ def pretrain_digits_backbone(out_dir: str | Path, classes=(0, 1, 2, 3, 4), epoch
     import keras
     from sklearn.model_selection import train_test_split
 
-    from dlapps.tasks.mnist.data import embedded_digits
+    from dlapps.data.digits import embedded_digits
 
     keras.utils.set_random_seed(seed)
     images, labels = embedded_digits()

@@ -21,59 +21,25 @@ backbone (3 and its ImageNet size for keras.applications, 1 and 28 for the digit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from dlapps.config import TrainConfig
+from dlapps.data.digits import embedded_digits
+from dlapps.data.images import scan_image_folder
+from dlapps.data.sources import pick
 from dlapps.errors import UserError
 from dlapps.task import Data
+from dlapps.tasks.imagenet.config import Config
 
-SOURCES = ("embedded", "tf_flowers", "file")
 DEMO_CLASSES = (5, 6, 7, 8, 9)
 
 
-@dataclass(frozen=True)
-class Config(TrainConfig):
-    """Transfer learning with a pretrained backbone, and ImageNet inference."""
-
-    source: str = "embedded"
-    """embedded (digits 5-9, offline), tf_flowers (tfds download), or file (--data FOLDER of class sub-folders)."""
-    backbone: str = "mobilenet_v2"
-    """A keras.applications network by name (mobilenet_v2, efficientnet_b0, resnet50, ...) or 'digits'."""
-    weights: str = "pretrained"
-    """pretrained (the backbone's own: ImageNet for keras.applications, downloaded; the committed file for
-    digits), imagenet, none (random init), a weights file path (.h5), or a saved backbone PATH.keras."""
-    image_size: int = 0
-    """Square input size; 0 = the backbone's own (224 for most keras.applications, 28 for digits)."""
-    head_epochs: int = 5
-    """Phase 1: epochs training only the new head on the frozen backbone."""
-    fine_tune_epochs: int = 5
-    """Phase 2: epochs fine-tuning the top `fine_tune_layers` of the backbone too (0 = no phase 2)."""
-    fine_tune_layers: int = 20
-    """How many of the backbone's top layers phase 2 unfreezes (batch-norm layers stay frozen)."""
-    fine_tune_learning_rate: float = 1e-4
-    """Phase 2 learning rate: small, so the pretrained features are adjusted, not destroyed."""
-    dropout: float = 0.2
-    """Dropout before the new classification head."""
-    augment: bool = True
-    """Random rotation/zoom/translation (and flips, see `flip`) inside the model, training only."""
-    flip: bool = True
-    """Random horizontal flips (turn off for digits and text, where mirroring changes the class)."""
-    labels_per_class: int = 0
-    """Keep only this many labelled training images per class (0 = all): the few-label setting."""
-    compare_scratch: bool = False
-    """Also train the same network from random weights on the same labels and report both accuracies."""
-    scratch_learning_rate: float = 0.003
-    """Learning rate of that from-scratch baseline (whole network trained, so a usual CNN rate)."""
-    top_k: int = 5
-    """How many classes `predict` prints per image."""
-    class_index: str | None = None
-    """ImageNet inference: a local imagenet_class_index.json (decode_predictions downloads it otherwise)."""
-
-
 def image_shape(cfg: Config) -> list[int]:
-    """[size, size, channels] that the configured backbone takes."""
+    """[size, size, channels] that the configured backbone takes.
+
+    Raises UserError for an unknown backbone or a saved backbone file (weights=PATH.keras) not found.
+    """
     from dlapps.tasks.imagenet.backbones import DIGITS, canonical, default_image_size
 
     name = canonical(cfg.backbone)
@@ -134,70 +100,94 @@ def split_indices(labels: np.ndarray, cfg: Config) -> tuple[np.ndarray, np.ndarr
     return _few_labels(np.sort(train), labels, cfg.labels_per_class, cfg.seed), np.sort(val), np.sort(test)
 
 
-def load_data(cfg: Config) -> Data:
-    """Unbatched datasets of (uint8 image of the backbone's shape, int64 label) and their info."""
+class _Source(NamedTuple):
+    """A loaded source: labels (N,), class names, a description, skipped files by reason, and
+    `make(indices)` -> the unbatched (uint8 image, int64 label) dataset of those examples."""
+
+    labels: np.ndarray
+    class_names: list[str]
+    description: str
+    skipped: dict[str, int]
+    make: Callable[[np.ndarray], Any]
+
+
+def _in_memory(images: np.ndarray, labels: np.ndarray):
     import tensorflow as tf
 
+    def make(idx):
+        return tf.data.Dataset.from_tensor_slices((images[idx], labels[idx].astype(np.int64)))
+
+    return make
+
+
+def _embedded(cfg: Config, shape: list[int]) -> _Source:
+    """Digits 5-9 of scikit-learn's embedded digits, labelled 0-4, fitted to the backbone's shape."""
+    images, labels = embedded_digits()
+    keep = np.isin(labels, DEMO_CLASSES)
+    images, labels = _fit_channels(images[keep], shape), labels[keep] - DEMO_CLASSES[0]
+    return _Source(labels, [str(c) for c in DEMO_CLASSES],
+                   "scikit-learn handwritten digits 5-9 (embedded; classes the digits backbone was not "
+                   "pretrained on)", {}, _in_memory(images, labels))
+
+
+def _image_folder(cfg: Config, shape: list[int]) -> _Source:
+    """The --data folder: files checked once, then decoded and resized by tf.data."""
+    import tensorflow as tf
+
+    scan = scan_image_folder(cfg.data, tf_decodable=True)
+    paths, labels = np.asarray(scan.paths), scan.labels
+    summary = scan.skipped_summary()
+
+    def decode(path, label):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=shape[2], expand_animations=False)
+        image = tf.image.resize(image, shape[:2])  # bilinear, like image_dataset_from_directory
+        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+
+    def make(idx):
+        pairs = tf.data.Dataset.from_tensor_slices((paths[idx], labels[idx].astype(np.int64)))
+        return pairs.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+    return _Source(labels, scan.class_names,
+                   f"image folder {cfg.data} ({len(paths)} images, {len(scan.class_names)} classes"
+                   f"{'; ' + summary if summary else ''})",
+                   {reason: len(files) for reason, files in scan.skipped.items()}, make)
+
+
+def _flowers(cfg: Config, shape: list[int]) -> _Source:
+    images, labels = _tf_flowers(shape)
+    return _Source(labels, ["dandelion", "daisy", "tulips", "sunflowers", "roses"],
+                   f"tfds tf_flowers (downloaded, {len(labels)} photos)", {}, _in_memory(images, labels))
+
+
+LOADERS = {"embedded": _embedded, "tf_flowers": _flowers, "file": _image_folder}
+
+
+def load_data(cfg: Config) -> Data:
+    """Unbatched datasets of (uint8 image of the backbone's shape, int64 label) and their info.
+
+    `info`: image_shape [size, size, channels], class_names, num_classes, backbone,
+    source_description, split sizes and skipped_files (count per reason). Raises UserError for an
+    unknown backbone or source, a folder without two readable classes, a failed download, or too
+    few images to split.
+    """
     shape = image_shape(cfg)
-    source = "file" if cfg.data else cfg.source
-    if source not in SOURCES:
-        raise UserError(f"unknown source {source!r} for imagenet; choose one of {', '.join(SOURCES)}")
-    skipped: dict[str, int] = {}
-    if source == "embedded":
-        from dlapps.tasks.mnist.data import embedded_digits
-
-        images, labels = embedded_digits()
-        keep = np.isin(labels, DEMO_CLASSES)
-        images, labels = _fit_channels(images[keep], shape), labels[keep] - DEMO_CLASSES[0]
-        class_names = [str(c) for c in DEMO_CLASSES]
-        description = ("scikit-learn handwritten digits 5-9 (embedded; classes the digits backbone "
-                       "was not pretrained on)")
-
-        def make(idx):
-            return tf.data.Dataset.from_tensor_slices((images[idx], labels[idx].astype(np.int64)))
-    elif source == "file":
-        if not cfg.data:
-            raise UserError("source=file needs --data FOLDER (one sub-folder of images per class)")
-        from dlapps.data.images import scan_image_folder
-
-        scan = scan_image_folder(cfg.data, tf_decodable=True)
-        paths, labels, class_names = np.asarray(scan.paths), scan.labels, scan.class_names
-        skipped = {reason: len(files) for reason, files in scan.skipped.items()}
-        summary = scan.skipped_summary()
-        description = (f"image folder {cfg.data} ({len(paths)} images, {len(class_names)} classes"
-                       f"{'; ' + summary if summary else ''})")
-
-        def decode(path, label):
-            image = tf.io.decode_image(tf.io.read_file(path), channels=shape[2], expand_animations=False)
-            image = tf.image.resize(image, shape[:2])  # bilinear, like image_dataset_from_directory
-            return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
-
-        def make(idx):
-            pairs = tf.data.Dataset.from_tensor_slices((paths[idx], labels[idx].astype(np.int64)))
-            return pairs.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        images, labels = _tf_flowers(shape)
-        class_names = ["dandelion", "daisy", "tulips", "sunflowers", "roses"]
-        description = f"tfds tf_flowers (downloaded, {len(labels)} photos)"
-
-        def make(idx):
-            return tf.data.Dataset.from_tensor_slices((images[idx], labels[idx].astype(np.int64)))
-    train, val, test = split_indices(labels, cfg)
+    source = pick("imagenet", cfg, LOADERS, "a FOLDER with one sub-folder of images per class")(cfg, shape)
+    train, val, test = split_indices(source.labels, cfg)
     if len(train) == 0 or len(test) == 0 and cfg.test_fraction > 0:
-        raise UserError(f"{description}: too few images to split into train/val/test")
+        raise UserError(f"{source.description}: too few images to split into train/val/test")
     info = {
         "image_shape": shape,
-        "class_names": class_names,
-        "num_classes": len(class_names),
+        "class_names": source.class_names,
+        "num_classes": len(source.class_names),
         "backbone": cfg.backbone,
-        "source_description": description + (f"; {cfg.labels_per_class} labelled images per class for training"
-                                             if cfg.labels_per_class else ""),
+        "source_description": source.description + (
+            f"; {cfg.labels_per_class} labelled images per class for training" if cfg.labels_per_class else ""),
         "train_size": int(len(train)),
         "val_size": int(len(val)),
         "test_size": int(len(test)),
-        "skipped_files": skipped,
+        "skipped_files": source.skipped,
     }
-    return Data(make(train), make(val) if len(val) else None, make(test), info)
+    return Data(source.make(train), source.make(val) if len(val) else None, source.make(test), info)
 
 
 def _tf_flowers(shape: list[int]) -> tuple[np.ndarray, np.ndarray]:

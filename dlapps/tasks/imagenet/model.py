@@ -11,24 +11,30 @@ when phase 2 unfreezes the top layers (the keras.io transfer-learning guide's ad
 
 Two phases, one history (`phases`): "head" trains only the new head (backbone frozen) at
 `learning_rate`; "fine_tune" unfreezes the top `fine_tune_layers` of the backbone (batch-norm
-layers stay frozen) and recompiles at `fine_tune_learning_rate`.
+layers stay frozen) and recompiles at `fine_tune_learning_rate`. With `compare_scratch`, the
+task's `after_fit` hook then trains the same network from random weights on the same labels and
+returns both test accuracies (the run's metrics.json shows them under "after_fit").
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from dlapps import metrics
+from dlapps.data.pipeline import batched
 from dlapps.errors import UserError
+from dlapps.optim import make_optimizer
+from dlapps.runs import load_model
 from dlapps.task import Phase
 from dlapps.tasks.imagenet.backbones import (BACKBONE_LAYER, DIGITS, application, build_base, canonical,
                                              default_image_size, keras_application)
-from dlapps.tasks.imagenet.data import Config
-from dlapps.training import batched, make_optimizer
+from dlapps.tasks.imagenet.config import Config
 
 
 def _compile(model: keras.Model, optimizer) -> None:
@@ -103,80 +109,60 @@ def phases(cfg: Config) -> list[Phase]:
 
 
 # ----------------------------------------------------------------------------- from-scratch baseline
-class ScratchBaseline(keras.callbacks.Callback):
-    """After the last phase, trains the same network from random weights on the same labels.
+def after_fit(model: keras.Model, data, cfg: Config, run_dir: Path) -> dict:
+    """With `compare_scratch`: train the same network from random weights on the same labels.
 
-    It gets the same number of epochs (head + fine-tune), everything trainable (batch norm in its
-    normal training mode) at `scratch_learning_rate`, and is saved as `scratch_baseline.keras`; `evaluate` then reports its accuracy
-    next to the transfer model's, and the difference as `transfer_gain`.
+    The baseline gets the same number of epochs (head + fine-tune), everything trainable (batch
+    norm in its normal training mode) at `scratch_learning_rate`, and is saved as
+    `run_dir/scratch_baseline.keras`. Returns the test accuracies of both networks and their
+    difference: {"scratch_accuracy", "transfer_accuracy", "transfer_gain"} (transfer_accuracy is
+    the test accuracy that `evaluate` reports too); {} without `compare_scratch`.
     """
-
-    def __init__(self, cfg: Config, run_dir: Path, data, phase_count: int):
-        super().__init__()
-        self.cfg, self.run_dir, self.data, self.remaining = cfg, Path(run_dir), data, phase_count
-
-    def on_train_end(self, logs=None):
-        self.remaining -= 1
-        if self.remaining > 0:
-            return
-        cfg, info = self.cfg, self.data.info
-        epochs = cfg.head_epochs + cfg.fine_tune_epochs
-        with self.model.distribute_strategy.scope():
-            scratch = build_model(cfg, info, from_scratch=True)
-        train = batched(self.data.train, info["global_batch_size"], shuffle=True, seed=cfg.seed)
-        val = batched(self.data.val, info["global_batch_size"]) if self.data.val is not None else None
-        scratch.fit(train, validation_data=val, epochs=epochs, verbose=0)
-        path = self.run_dir / "scratch_baseline.keras"
-        scratch.save(path)
-        info["scratch_model"] = str(path)
-
-
-def callbacks(cfg: Config, run_dir, data) -> list:
-    """The from-scratch comparison when `compare_scratch` is on."""
     if not cfg.compare_scratch:
-        return []
-    return [ScratchBaseline(cfg, run_dir, data, len(phases(cfg)))]
+        return {}
+    info = data.info
+    with model.distribute_strategy.scope():
+        scratch = build_model(cfg, info, from_scratch=True)
+    train = batched(data.train, info["global_batch_size"], shuffle=True, seed=cfg.seed)
+    val = batched(data.val, info["global_batch_size"]) if data.val is not None else None
+    scratch.fit(train, validation_data=val, epochs=cfg.head_epochs + cfg.fine_tune_epochs, verbose=0)
+    path = Path(run_dir) / "scratch_baseline.keras"
+    scratch.save(path)
+    # Scored on local copies: a model built under a multi-replica strategy would run
+    # predict_on_batch on every replica and concatenate the copies.
+    scratch_accuracy = _test_accuracy(load_model(path)[0], data.test)
+    if model.distribute_strategy.num_replicas_in_sync > 1:
+        with tempfile.TemporaryDirectory() as folder:
+            model.save(Path(folder) / "transfer.keras")
+            transfer_accuracy = _test_accuracy(load_model(Path(folder) / "transfer.keras")[0], data.test)
+    else:
+        transfer_accuracy = _test_accuracy(model, data.test)
+    return {"scratch_accuracy": scratch_accuracy, "transfer_accuracy": transfer_accuracy,
+            "transfer_gain": transfer_accuracy - scratch_accuracy}
+
+
+def _test_accuracy(model: keras.Model, dataset) -> float:
+    _, y_true, probabilities = metrics.predictions(model, dataset, batch_size=128)
+    return metrics.accuracy(y_true, probabilities)
 
 
 # ----------------------------------------------------------------------------- metrics and plots
-def _predictions(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(images, labels, probabilities), in batches of 128 (ImageNet-sized inputs)."""
-    from dlapps.tasks.mnist.model import predictions
-
-    return predictions(model, dataset, batch_size=128)
-
-
 def evaluate(model: keras.Model, data, cfg: Config) -> dict[str, float]:
-    """Accuracy, top-k accuracy, macro F1; with `compare_scratch`, the scratch model's accuracy too."""
-    from sklearn.metrics import f1_score
-
-    _, y_true, probabilities = _predictions(model, data.test)
-    y_pred = probabilities.argmax(axis=1)
-    k = min(cfg.top_k, probabilities.shape[1])
-    top_k = np.argsort(-probabilities, axis=1)[:, :k]
-    out = {"accuracy": float(np.mean(y_pred == y_true)),
-           "macro_f1": float(f1_score(y_true, y_pred, average="macro")),
+    """Accuracy, macro F1, n and (with more than `top_k` classes) the top-k accuracy on the test split."""
+    _, y_true, probabilities = metrics.predictions(model, data.test, batch_size=128)  # ImageNet-sized inputs
+    out = {"accuracy": metrics.accuracy(y_true, probabilities),
+           "macro_f1": metrics.macro_f1(y_true, probabilities),
            "n": int(len(y_true))}
+    k = min(cfg.top_k, probabilities.shape[1])
     if k < probabilities.shape[1]:  # top-k of k or fewer classes is always 1
-        out[f"top{k}_accuracy"] = float(np.mean((top_k == y_true[:, None]).any(axis=1)))
-    scratch_path = data.info.get("scratch_model")
-    if scratch_path and Path(scratch_path).exists():
-        from dlapps.training import load_model
-
-        scratch, _ = load_model(scratch_path)
-        _, _, scratch_probabilities = _predictions(scratch, data.test)
-        out["scratch_accuracy"] = float(np.mean(scratch_probabilities.argmax(axis=1) == y_true))
-        out["transfer_gain"] = out["accuracy"] - out["scratch_accuracy"]
+        out[f"top{k}_accuracy"] = metrics.top_k_accuracy(y_true, probabilities, k)
     return out
 
 
 def make_plots(model: keras.Model, data, cfg: Config, plots_dir: Path) -> list[Path]:
     """Confusion matrix and a grid of the most confident mistakes on the test split."""
-    from dlapps import plots
-
-    images, y_true, probabilities = _predictions(model, data.test)
-    return plots.classification_report_plots(images, y_true, probabilities, data.info["class_names"],
-                                             plots_dir, worst=24)
+    return metrics.classification_plots(model, data.test, data.info["class_names"], plots_dir, worst=24,
+                                        batch_size=128)
 
 
 # ----------------------------------------------------------------------------- inference
@@ -229,8 +215,20 @@ def decode_imagenet(probabilities: np.ndarray, backbone: str, top: int, class_in
                         f"--set class_index=PATH to a copy of imagenet_class_index.json") from None
 
 
-def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config) -> list[str]:
-    """Top-k classes with probabilities per image file: ImageNet classes, or the trained model's own."""
+PREDICT_OPTIONS = {"class_index": ""}
+"""predict only: class_index, a local imagenet_class_index.json for ImageNet inference ("": let
+decode_predictions download it)."""
+
+
+def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config, options: dict) -> list[str]:
+    """Top-k classes (`cfg.top_k`) with probabilities per image file.
+
+    The classes are ImageNet's for a pretrained keras.applications classifier (`pretrained`),
+    else the trained model's own (`info["class_names"]`).
+    Images of any size and mode are resized (shorter side) and centre-cropped to the model's input.
+    Raises UserError without inputs, for an unreadable file, or when ImageNet class names are
+    needed offline without `options["class_index"]`.
+    """
     if not inputs:
         raise UserError("give one or more image files to classify, e.g. dlapps predict imagenet photo.jpg")
     shape = info.get("image_shape") or list(model.input_shape[1:])
@@ -238,7 +236,8 @@ def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config) -> l
     if "imagenet_backbone" in info:  # a keras.applications classifier: its own preprocessing
         _, module = application(info["imagenet_backbone"])
         probabilities = np.asarray(model.predict(module.preprocess_input(batch.astype("float32")), verbose=0))
-        decoded = decode_imagenet(probabilities, info["imagenet_backbone"], cfg.top_k, cfg.class_index)
+        decoded = decode_imagenet(probabilities, info["imagenet_backbone"], cfg.top_k,
+                                  options.get("class_index") or None)
         return [f"{path}: " + ", ".join(f"{label} ({p:.3f})" for _, label, p in row)
                 for path, row in zip(inputs, decoded)]
     probabilities = np.asarray(model.predict(batch, verbose=0))
@@ -248,4 +247,3 @@ def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config) -> l
         top = np.argsort(-row)[: min(cfg.top_k, len(row))]
         lines.append(f"{path}: " + ", ".join(f"{names[i]} ({row[i]:.3f})" for i in top))
     return lines
-
