@@ -396,12 +396,12 @@ def _toml_value(value: Any) -> str:
 
 
 def write_lr_find(out_dir, finder: LRRangeTest, suggestion: dict[str, float], command: str,
-                  config_table: dict[str, Any] | None = None) -> dict[str, Any]:
+                  config_table: dict[str, Any] | None = None, use: str = "") -> dict[str, Any]:
     """Write a range test's lr_find.csv, lr_find.png and lr_find.toml into `out_dir`.
 
     lr_find.toml is a `--config` file: a `[config]` table with `config_table`'s entries (e.g. those of
-    the `--config` file the test ran with) and `learning_rate` = the suggested rate.
-    Returns {"csv", "plot", "toml"} paths.
+    the `--config` file the test ran with) and `learning_rate` = the suggested rate; `command` and
+    `use` (how to train with it) are written as comments. Returns {"csv", "plot", "toml"} paths.
     """
     from pathlib import Path
 
@@ -440,8 +440,33 @@ def write_lr_find(out_dir, finder: LRRangeTest, suggestion: dict[str, float], co
              f"# Learning-rate range test: {len(finder.rates)} batches from {finder.min_lr:g} to {finder.max_lr:g}"
              f"{' (stopped: the loss diverged)' if finder.stopped_early else ''}; lowest smoothed loss "
              f"{suggestion['min_loss']:.4g} at rate {suggestion['minimum']:.3g}; suggested = that / 10.",
-             "# Use: dlapps train TASK --profile PROFILE --config lr_find.toml", "[config]"]
+             f"# Use: {use or 'dlapps train TASK --profile PROFILE --config lr_find.toml'}", "[config]"]
     lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
     toml_path = out_dir / "lr_find.toml"
     toml_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return {"csv": csv_path, "plot": plot_path, "toml": toml_path}
+
+
+def find_learning_rate(task, cfg, runtime=None, runs_root="runs", steps: int = 300, min_lr: float = 1e-6,
+                       max_lr: float = 10.0, config_file=None, command: str = "", profile: str = "PROFILE",
+                       verbose: int = 0) -> dict[str, Any]:
+    """`dlapps lr-find`: the range test of `task` with `cfg`, written to `runs_root/<task>/lr-find-<UTC time>/`.
+
+    The folder gets lr_find.csv, lr_find.png and lr_find.toml (a `--config` file: the entries of
+    `config_file`'s [config] table, if given, plus the suggested `learning_rate`); `command` and
+    `profile` only go into its comments.
+    Returns `suggest_learning_rate`'s dict plus "dir", "toml", "plot", "steps" (batches run) and
+    "diverged".
+    """
+    import tomllib
+    from pathlib import Path
+
+    from dlapps import runs
+
+    finder, suggestion = lr_range_test(task, cfg, runtime, steps=steps, min_lr=min_lr, max_lr=max_lr, verbose=verbose)
+    out_dir = runs.writable_dir(Path(runs_root) / task.name / f"lr-find-{runs.utc_stamp()}", overwrite=False)
+    table = tomllib.loads(Path(config_file).read_text(encoding="utf-8")).get("config", {}) if config_file else {}
+    paths = write_lr_find(out_dir, finder, suggestion, command or f"dlapps lr-find {task.name}", table,
+                          use=f"dlapps train {task.name} --profile {profile} --config {out_dir / 'lr_find.toml'}")
+    return {**suggestion, "dir": out_dir, "toml": paths["toml"], "plot": paths["plot"],
+            "steps": len(finder.rates), "diverged": finder.stopped_early}

@@ -156,3 +156,22 @@ def test_range_test_writes_a_config_snippet_plot_and_table(tmp_path):
     assert paths["plot"].stat().st_size > 1000
     rows = paths["csv"].read_text().splitlines()
     assert rows[0] == "step,learning_rate,loss,smoothed_loss" and len(rows) == len(finder.rates) + 1
+
+
+def test_cli_lr_find_writes_a_config_file_that_train_accepts(tmp_path, capsys):
+    from dlapps import get_task
+    from dlapps.cli import main
+
+    base = tmp_path / "base.toml"
+    base.write_text("[config]\nepochs = 3\n")
+    code = main(["lr-find", "tabular", "--profile", "smoke", "--config", str(base), "--steps", "40",
+                 "--runs-dir", str(tmp_path / "runs"), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "suggested learning_rate = " in out
+    (folder,) = (tmp_path / "runs" / "tabular").glob("lr-find-*")
+    assert {p.name for p in folder.iterdir()} >= {"lr_find.toml", "lr_find.png", "lr_find.csv"}
+    snippet = tomllib.loads((folder / "lr_find.toml").read_text())["config"]
+    assert snippet["epochs"] == 3 and 1e-6 < snippet["learning_rate"] < 10
+    assert f"{snippet['learning_rate']:.3g}" in out
+    cfg = config.resolve(get_task("tabular"), "smoke", config_file=folder / "lr_find.toml")
+    assert cfg.learning_rate == snippet["learning_rate"] and cfg.epochs == 3
