@@ -91,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", help=model_help)
     predict.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
 
+    explain = commands.add_parser("explain", help="why a saved model decided: Grad-CAM, saliency, integrated "
+                                  "gradients, occlusion, permutation importance (dlapps/explain.py)")
+    _common(explain, profile=False)
+    explain.add_argument("inputs", nargs="*", help="what predict takes: image files, texts, CSV rows")
+    explain.add_argument("--model", help=model_help)
+    explain.add_argument("--method", help="mnist/imagenet: gradcam|saliency (default both); spam/sentiment: "
+                         "ig|occlusion; tabular: occlusion (rows)|permutation (--data FILE.csv)")
+    explain.add_argument("--output", help="texts: .html or .png (default TASK.explain.html); tabular: the .png")
+    explain.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
+
     tune = commands.add_parser("tune", help="KerasTuner search over the task's search space")
     _common(tune)
     _runtime(tune)
@@ -153,6 +163,18 @@ def run(args) -> int:
 
         for name in list_tasks():
             print(f"{name:<12} {get_task(name).summary}")
+        return 0
+    if args.command == "explain":
+        from dlapps import explain, runs
+
+        task, path, cfg, _ = _model_and_config(args)
+        pretrained = task.pretrained(cfg) if path is None else None
+        if path is None and pretrained is None:
+            raise _no_model(task.name)
+        model, info = pretrained or runs.load_model(path)
+        for line in explain.explain(task.name, args.inputs, model, info, cfg, method=args.method, data=args.data,
+                                    output=args.output, overwrite=args.overwrite):
+            print(line)
         return 0
     if args.command in ("evaluate", "predict"):
         from dlapps import runs, training
@@ -226,7 +248,7 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
 def _protect_dash_inputs(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     """Inputs of `predict` that begin with '-' and a digit or '.' (a CSV row like "-121.5,38.6,...")
     are not options: hide them from argparse behind placeholders, wherever they stand."""
-    if not argv or argv[0] != "predict":
+    if not argv or argv[0] not in ("predict", "explain"):
         return argv, {}
     hidden, out = {}, []
     for item in argv:
@@ -286,9 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, hidden = _protect_dash_inputs(argv)
     parser = build_parser()
-    if argv and argv[0] == "predict":  # inputs and options in any order
-        args = _subparser(parser, "predict").parse_intermixed_args(argv[1:])
-        args.command = "predict"
+    if argv and argv[0] in ("predict", "explain"):  # inputs and options in any order
+        args = _subparser(parser, argv[0]).parse_intermixed_args(argv[1:])
+        args.command = argv[0]
     else:
         args = parser.parse_args(argv)
     if hidden:
