@@ -1,7 +1,7 @@
 """The `dlapps` command: list, train, evaluate, predict, tune. Thin: parses, then calls the API.
 
 Start-up is quiet: TensorFlow's C++ and absl logs and Keras' retracing warnings are hidden unless
-`--verbose` is given or the user set TF_CPP_MIN_LOG_LEVEL. Progress bars stay.
+`--verbose` is given (or the user set TF_CPP_MIN_LOG_LEVEL=0). Progress bars stay.
 """
 
 from __future__ import annotations
@@ -117,6 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--chief-timeout", type=float, default=60.0, metavar="SECONDS",
                       help="how long a worker waits for the chief to answer (default 60)")
     tune.add_argument("--quiet", action="store_true")
+
+    lr_find = commands.add_parser("lr-find", help="learning-rate range test: suggests a learning_rate as a "
+                                  "--config file (dlapps/optim.py)")
+    _common(lr_find)
+    _runtime(lr_find)
+    lr_find.add_argument("--steps", type=int, default=300, help="batches of the exponential sweep (default 300)")
+    lr_find.add_argument("--min-lr", type=float, default=1e-6, help="first learning rate (default 1e-6)")
+    lr_find.add_argument("--max-lr", type=float, default=10.0, help="last learning rate (default 10)")
+    lr_find.add_argument("--runs-dir", default="runs", help="writes RUNS_DIR/<task>/lr-find-<UTC time>/ (default runs/)")
+    lr_find.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -215,6 +225,23 @@ def run(args) -> int:
                     train_best=args.train_best, chief=args.chief, worker=args.worker,
                     chief_timeout=args.chief_timeout, quiet=args.quiet)
         return 0
+    if args.command == "lr-find":
+        from dlapps import optim
+        from dlapps.runtime import Runtime
+        from dlapps.training import verbosity
+
+        runtime = Runtime(args.strategy, args.devices, args.precision, args.jit, args.seed, args.deterministic)
+        found = optim.find_learning_rate(task, cfg, runtime, runs_root=args.runs_dir, steps=args.steps,
+                                         min_lr=args.min_lr, max_lr=args.max_lr, config_file=args.config_file,
+                                         command=" ".join(["dlapps lr-find", task.name, "--profile", args.profile]
+                                                          + [f"--set {pair}" for pair in args.sets]),
+                                         profile=args.profile, verbose=verbosity(args.quiet))
+        print(f"suggested learning_rate = {found['suggested']:.3g} (lowest smoothed loss at {found['minimum']:.3g}, "
+              f"/ 10; steepest fall at {found['steepest']:.3g}; {found['steps']} batches"
+              f"{', stopped at divergence' if found['diverged'] else ''})")
+        print(f"plot: {found['plot']}")
+        print(f"use: dlapps train {task.name} --profile {args.profile} --config {found['toml']}")
+        return 0
     raise AssertionError(args.command)
 
 
@@ -262,13 +289,12 @@ def _protect_dash_inputs(argv: list[str]) -> tuple[list[str], dict[str, str]]:
 
 def quiet_start(verbose: bool) -> None:
     """Hide TensorFlow/absl start-up lines and Keras warnings unless `verbose` (or the user set
-    TF_CPP_MIN_LOG_LEVEL); must run before TensorFlow is imported."""
+    TF_CPP_MIN_LOG_LEVEL=0); must run before TensorFlow is imported."""
     if verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         return
-    user_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if user_level is None:
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0":  # a user's level 0 asks for TensorFlow's lines
         _import_tensorflow_silently()
     import logging
     import warnings
@@ -320,7 +346,12 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except UserError as err:
         print(f"dlapps: error: {err}", file=sys.stderr)
-        return 2
+        code = getattr(err, "exit_code", 2)
+        if code != 2:  # a lost peer: TensorFlow's collective threads may hang at exit; leave now
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except KeyboardInterrupt:
         print("dlapps: interrupted", file=sys.stderr)
         return 130

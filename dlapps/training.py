@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shlex
 import sys
 import tempfile
 import time
@@ -43,16 +45,18 @@ def fit_phases(model, train, val, phases: list[Phase], cfg, callbacks: list, ver
                initial_epoch: int = 0, jit: bool = False, **fit_kwargs) -> dict[str, list]:
     """`model.fit` over the phases of a run (e.g. a new head, then fine-tuning): one history.
 
-    `train`/`val` are batched `tf.data.Dataset`s, or `(x, y)` array tuples (then `fit_kwargs`
-    may hold `batch_size`). Each phase's `prepare(model, cfg)` runs before its epochs (it may
-    recompile; `jit` is then set again). Epochs count on across phases from `initial_epoch`.
-    A single-phase run stops early when a callback sets `model.stop_training`; later phases of a
-    multi-phase run still run. Returns history: metric name -> per-epoch values, plus "phase".
+    `train`/`val` are batched `tf.data.Dataset`s (shuffled by the pipeline), or `(x, y)` array
+    tuples (shuffled by `fit` every epoch; `fit_kwargs` may hold `batch_size`). Each phase's
+    `prepare(model, cfg)` runs before its epochs (it may recompile; `jit` is then set again).
+    Epochs count on across phases from `initial_epoch`. A single-phase run stops early when a
+    callback sets `model.stop_training`; later phases of a multi-phase run still run.
+    Returns history: metric name -> per-epoch values, plus "phase".
     """
     if isinstance(train, tuple):
         fit_kwargs.update(x=train[0], y=train[1])
+        fit_kwargs.setdefault("shuffle", True)
     else:
-        fit_kwargs.update(x=train)
+        fit_kwargs.update(x=train, shuffle=False)  # datasets come shuffled (data.pipeline)
     history: dict[str, list] = {}
     epoch = initial_epoch
     for phase in phases:
@@ -61,8 +65,7 @@ def fit_phases(model, train, val, phases: list[Phase], cfg, callbacks: list, ver
         if jit:
             model.jit_compile = True
         fit = model.fit(validation_data=val, initial_epoch=epoch, epochs=epoch + phase.epochs,
-                        callbacks=callbacks, verbose=verbose, shuffle=False,  # datasets come shuffled
-                        **fit_kwargs)
+                        callbacks=callbacks, verbose=verbose, **fit_kwargs)
         for key, values in fit.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
         history.setdefault("phase", []).extend([phase.name] * len(fit.epoch))
@@ -87,17 +90,38 @@ def fit_callbacks(cfg, monitor: str, mode: str, restore_best_weights: bool) -> l
     return callbacks
 
 
-def run_callbacks(run_dir: Path, monitor: str, mode: str, chief: bool) -> list:
-    """Callbacks of a run directory: backup (resume), CSV log, and on the chief TensorBoard and best.keras."""
+def run_callbacks(run_dir: Path, monitor: str, mode: str, chief: bool, restore_from: Path | None = None) -> list:
+    """Callbacks of a run directory: backup (resume; a resumed non-chief worker restores from
+    `restore_from`, the chief's backup), CSV log, and on the chief TensorBoard and best.keras."""
     import keras
 
-    callbacks = [keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+    from dlapps.recovery import SharedBackupAndRestore
+
+    callbacks = [SharedBackupAndRestore(run_dir / "backup", restore_from),
                  keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True)]
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard")))
         callbacks.append(keras.callbacks.ModelCheckpoint(
             str(run_dir / "best.keras"), monitor=monitor, mode=mode, save_best_only=True))
     return callbacks
+
+
+def worker_name() -> str:
+    """'worker N' (TF_CONFIG's task) or 'this process' when training alone."""
+    task = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}").get("task", {})
+    return f"{task.get('type', 'worker')} {task.get('index', 0)}" if task else "this process"
+
+
+def restart_command(task: Task) -> str:
+    """The command line this process was started with (for restart advice), or `dlapps train TASK`."""
+    argv = [a for a in sys.argv[1:] if a not in ("--overwrite",)]
+    if argv and argv[0] == "train":
+        for option in ("--resume", "--run-dir"):  # --resume RUN_DIR names the directory
+            while option in argv:
+                index = argv.index(option)
+                del argv[index:index + 2]
+        return "dlapps " + " ".join(shlex.quote(a) for a in argv)
+    return f"dlapps train {task.name}"
 
 
 def verbosity(quiet: bool) -> int:
@@ -111,22 +135,26 @@ def train(task: Task, cfg, runtime: Runtime = Runtime(), runs_root: str | Path =
           quiet: bool = False) -> RunResult:
     """Train `task` with `cfg` under `runtime`; write the run directory; return the result.
 
-    `resume` continues a killed run from its `backup/` (same config, same directory).
+    `resume` continues a killed run from its `backup/` (same config, same directory; every worker
+    of a multi-worker run restores the chief's backup, see `dlapps.recovery`).
     `save` also writes `saved_models/<task>/` (model, metrics, info, model card).
-    Raises UserError for an existing run directory or saved model without `overwrite`.
+    Raises UserError for an existing run directory or saved model without `overwrite`, and
+    `recovery.PeerLost` when a worker of a multi-worker run is lost.
     """
+    from dlapps import recovery
     from dlapps.data.pipeline import fit_datasets, with_batch_facts
 
+    chief, restore_from = is_chief(), None
+    shared_dir = Path(resume or run_dir) if (resume or run_dir) else None  # the chief's, known to all
     if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "config.json").exists():
-            raise UserError(f"--resume {run_dir}: not a run directory (no config.json)")
-        cfg = config_lib.coerce_all(task.Config, json.loads((run_dir / "config.json").read_text())["config"])
-    chief = is_chief()
+        restore_from = recovery.resume_plan(Path(resume), chief, worker_name())
+        cfg = config_lib.coerce_all(task.Config, json.loads((Path(resume) / "config.json").read_text())["config"])
+        if chief:
+            recovery.trim_history(Path(resume) / "history.csv", recovery.backup_epoch(Path(resume) / "backup") or 0)
     if chief:
-        if run_dir is None:
-            run_dir = Path(runs_root) / task.name / runs.utc_stamp()
-        run_dir = runs.writable_dir(Path(run_dir), overwrite, must_be_new=resume is None)
+        run_dir = Path(resume or run_dir or Path(runs_root) / task.name / runs.utc_stamp())
+        run_dir = runs.writable_dir(run_dir, overwrite, must_be_new=resume is None)
+        shared_dir = run_dir
     else:  # other workers of a multi-worker run write to a scratch directory
         run_dir = Path(tempfile.mkdtemp(prefix=f"dlapps-{task.name}-worker-"))
     saved_dir = Path(saved_models_root) / task.name
@@ -151,13 +179,23 @@ def train(task: Task, cfg, runtime: Runtime = Runtime(), runs_root: str | Path =
     monitor, mode = task.objective
     if val_ds is None:
         monitor = monitor.removeprefix("val_")
-    callbacks = (run_callbacks(run_dir, monitor, mode, chief)
+    callbacks = (run_callbacks(run_dir, monitor, mode, chief, restore_from)
                  + fit_callbacks(cfg, monitor, mode, restore_best_weights=True)
                  + task.callbacks(cfg, run_dir, data))
     start = time.perf_counter()
-    history = fit_phases(model, train_ds, val_ds, task.phases(cfg), cfg, callbacks,
-                         verbose=verbosity(quiet), jit=runtime.jit)
+    try:
+        history = fit_phases(model, train_ds, val_ds, task.phases(cfg), cfg, callbacks,
+                             verbose=verbosity(quiet), jit=runtime.jit)
+    except Exception as err:  # noqa: BLE001  (a lost peer becomes one line; anything else propagates)
+        lost = recovery.peer_lost(err, shared_dir or "RUN_DIR", restart_command(task)) if replicas > 1 else None
+        if lost is None:
+            raise
+        if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":  # --verbose: TensorFlow's own error too
+            print(f"dlapps: TensorFlow said: {err}", file=sys.stderr)
+        raise lost from None
     seconds = time.perf_counter() - start
+    if resume is not None and chief:  # the whole run's history, not only the resumed epochs
+        history = {**recovery.read_history(run_dir / "history.csv"), "phase": history.get("phase", [])}
     after_fit = task.after_fit(model, data, cfg, run_dir)
 
     model.save(run_dir / "model.keras")
@@ -165,7 +203,7 @@ def train(task: Task, cfg, runtime: Runtime = Runtime(), runs_root: str | Path =
     # every worker) and concatenates the copies; evaluate a local copy of it instead.
     eval_model = runs.load_model(run_dir / "model.keras")[0] if replicas > 1 else model
     metrics = evaluate_splits(task, eval_model, data, cfg)
-    metrics.update(epochs=len(history.get("phase", [])), train_seconds=round(seconds, 1),
+    metrics.update(epochs=max((len(v) for v in history.values()), default=0), train_seconds=round(seconds, 1),
                    replicas=replicas, global_batch_size=global_batch_size)
     if after_fit:
         metrics["after_fit"] = after_fit
