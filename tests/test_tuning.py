@@ -1,4 +1,4 @@
-"""Hyperparameter search (dlapps/tuning.py): searches that find their best trial, resume, errors."""
+"""Hyperparameter search (dlapps/tuning/): searches that find their best trial, resume, errors."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def test_trials_run_under_the_requested_strategy(tmp_path):
     # A batch size that splits the first batches evenly: Keras' MirroredStrategy build reduces the
     # first batch across replicas, which fails on a partial batch of odd size (reported to the lead).
     search = {**config.load_recipe("tabular")["search"], "batch_size": {"type": "fixed", "value": 16}}
-    result = tuning.tune(task, cfg, Runtime(strategy="mirrored", devices="cpu:2"), max_trials=1,
+    result = tuning.tune(task, cfg, runtime=Runtime(strategy="mirrored", devices="cpu:2"), max_trials=1,
                          run_dir=tmp_path / "tune", search=search, quiet=True)
     assert result.replicas == 2 and math.isfinite(result.best_score)
 
@@ -180,6 +180,19 @@ def test_unknown_hyperparameter_in_search_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="hp.Int, so its type cannot be 'float'"):
         tuning.tune(task, cfg, max_trials=1, run_dir=tmp_path / "t2",
                     search={"units": {"type": "float", "min": 8, "max": 64}}, quiet=True)
+
+
+def test_a_search_that_fails_before_its_first_trial_leaves_no_folder(tmp_path):
+    task, cfg = _smoke("tabular")
+    with pytest.raises(UserError, match="unknown hyperparameter"):
+        tuning.tune(task, cfg, max_trials=1, runs_root=tmp_path / "runs",
+                    search={"unitz": {"type": "int", "min": 8, "max": 64}}, quiet=True)
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there before stays
+    with pytest.raises(UserError, match="no tuning chief answered"):
+        tuning.tune(task, cfg, run_dir=tmp_path / "kept" / "w", chief=f"127.0.0.1:{_free_port()}", worker="1",
+                    chief_timeout=1, quiet=True)
+    assert list((tmp_path / "kept").iterdir()) == []
 
 
 @pytest.mark.parametrize("entry, message", [
