@@ -8,7 +8,7 @@ one per task (`tasks/<name>.toml`), with named profiles::
     [profiles.demo]       # embedded data, minutes on a laptop CPU
     [profiles.full]       # the real dataset, the full schedule
     source = "california_housing"
-    [search]              # KerasTuner search space overrides (see tuning.py)
+    [search]              # KerasTuner search space overrides (see dlapps/tuning/space.py)
 """
 
 from __future__ import annotations
