@@ -20,7 +20,10 @@ TASK = Task(
     after_fit=after_fit,
     objective=("val_accuracy", "max"),
     predict_options=PREDICT_OPTIONS,
-    inference_keys=("top_k",),
+    # top_k: how many classes predict prints (and evaluate's top-k accuracy). backbone, weights and
+    # image_size choose the pretrained ImageNet classifier that `dlapps predict imagenet photo.jpg`
+    # uses when there is no trained model (e.g. --set backbone=efficientnet_b0 --set weights=PATH).
+    inference_keys=("top_k", "backbone", "weights", "image_size"),
     model_notes=("Input: raw uint8 images (N, size, size, channels) of the backbone's input shape "
                  "(info.json's image_shape); the backbone's own preprocessing and the augmentation "
                  "layers are inside the model. Output: class probabilities in the order of info.json's "
