@@ -127,6 +127,23 @@ def build_parser() -> argparse.ArgumentParser:
     lr_find.add_argument("--max-lr", type=float, default=10.0, help="last learning rate (default 10)")
     lr_find.add_argument("--runs-dir", default="runs", help="writes RUNS_DIR/<task>/lr-find-<UTC time>/ (default runs/)")
     lr_find.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    export = commands.add_parser("export", help="a saved model as a SavedModel, LiteRT or ONNX file, checked "
+                                 "against the .keras model (dlapps/export.py)")
+    export.add_argument("task", help="task name (see `dlapps list`)")
+    export.add_argument("--model", help="a .keras file or a folder with model.keras (default saved_models/TASK)")
+    export.add_argument("--format", dest="fmt", required=True, choices=["saved_model", "litert", "onnx"])
+    export.add_argument("--output", help="folder to write (default exports/TASK/FORMAT/)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    export.add_argument("--check-data", metavar="FILE", help="also check parity on this file (the task's --data format)")
+    export.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and converter logs")
+
+    serve = commands.add_parser("serve", help="REST API + web app over saved models (dlapps/serve.py)")
+    serve.add_argument("tasks", nargs="*", help="tasks to serve (default: every task with a saved model)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    serve.add_argument("--models", help="a folder of TASK/model.keras (default saved_models/)")
+    serve.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up lines")
     return parser
 
 
@@ -202,6 +219,17 @@ def run(args) -> int:
         options["overwrite"] = args.overwrite
         for line in task.predict(model, args.inputs, info, cfg, options):
             print(line)
+        return 0
+    if args.command == "export":
+        from dlapps import export
+
+        print(export.summary(export.export_model(args.task, args.model, args.fmt, args.output, args.overwrite,
+                                                 args.check_data)))
+        return 0
+    if args.command == "serve":
+        from dlapps import serve
+
+        serve.serve(args.tasks or None, args.host, args.port, args.models)
         return 0
     task, cfg = _resolve(args)
     if args.command == "train":
