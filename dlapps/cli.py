@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--worker", metavar="ID", help="distributed tuning: run as this worker (needs --chief)")
     tune.add_argument("--chief-timeout", type=float, default=60.0, metavar="SECONDS",
                       help="how long a worker waits for the chief to answer (default 60)")
+    tune.add_argument("--worker-timeout", type=float, default=900.0, metavar="SECONDS",
+                      help="the chief stops (exit 3, state kept) when a worker holding a trial is silent "
+                           "this long (default 900)")
     tune.add_argument("--quiet", action="store_true")
 
     lr_find = commands.add_parser("lr-find", help="learning-rate range test: suggests a learning_rate as a "
@@ -251,7 +254,8 @@ def run(args) -> int:
                     executions_per_trial=args.executions_per_trial, objective=args.objective,
                     runs_root=args.runs_dir, run_dir=args.run_dir, overwrite=args.overwrite,
                     train_best=args.train_best, chief=args.chief, worker=args.worker,
-                    chief_timeout=args.chief_timeout, quiet=args.quiet)
+                    chief_timeout=args.chief_timeout, worker_timeout=args.worker_timeout,
+                    quiet=args.quiet)
         return 0
     if args.command == "lr-find":
         from dlapps import optim

@@ -148,3 +148,43 @@ def test_peer_lost_names_the_worker_and_the_restart(tmp_path):
     assert "worker 1" in str(lost) and "last completed epoch: 3" in str(lost)
     assert f"dlapps train tabular --resume {tmp_path}" in str(lost)
     assert recovery.peer_lost(ValueError("shapes differ"), tmp_path, "x") is None
+
+
+def test_tuning_chief_stops_when_a_worker_goes_silent():
+    """The chief's watchdog: contact stamps per worker; silence past the timeout stops it with one line."""
+    from types import SimpleNamespace
+
+    from dlapps.tuning.distributed import watch_workers
+
+    class Oracle:
+        def __init__(self):
+            self.ongoing_trials = {}
+
+        def create_trial(self, tuner_id):
+            trial = SimpleNamespace(trial_id=f"t{len(self.ongoing_trials)}")
+            self.ongoing_trials[tuner_id] = trial
+            return trial
+
+        def update_trial(self, trial_id, metrics, step=0):
+            return trial_id
+
+        def end_trial(self, trial):
+            self.ongoing_trials = {k: v for k, v in self.ongoing_trials.items() if v is not trial}
+
+    now = [0.0]
+    stopped = []
+    oracle = Oracle()
+    watchdog = watch_workers(oracle, 60, "runs/x", "dlapps tune tabular --chief h:1",
+                             clock=lambda: now[0], stop=stopped.append)
+    trial1 = oracle.create_trial("worker1")
+    oracle.create_trial("worker2")
+    now[0] = 50.0
+    oracle.update_trial(trial1.trial_id, {"loss": 1.0})  # worker1 reports, worker2 stays silent
+    assert not watchdog.check()
+    now[0] = 70.0
+    assert watchdog.check() and len(stopped) == 1
+    assert "worker2" in stopped[0] and "trial t1" in stopped[0] and "re-run" in stopped[0]
+    oracle.end_trial(oracle.ongoing_trials["worker2"])  # a restarted worker2 finishes its trial
+    stopped.clear()
+    now[0] = 100.0
+    assert not watchdog.check() and not stopped  # worker1 reported at 50 s: 50 s of silence < 60

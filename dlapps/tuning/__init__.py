@@ -29,7 +29,7 @@ from dlapps import runs
 from dlapps.errors import UserError
 from dlapps.runtime import Runtime, setup
 from dlapps.task import Task
-from dlapps.tuning.distributed import check_port_free, parse_address, tuner_role, wait_for_chief
+from dlapps.tuning.distributed import check_port_free, parse_address, tuner_role, wait_for_chief, watch_workers
 from dlapps.tuning.report import TuneResult, best_config, format_table, importance, summarise, trial_rows
 from dlapps.tuning.space import declare, parse_search, resolve_objective, search_space
 
@@ -43,6 +43,7 @@ def tune(task: Task, cfg, *, runtime: Runtime = Runtime(), tuner: str = "random"
          executions_per_trial: int = 1, objective: str | None = None, runs_root: str | Path = "runs",
          run_dir: str | Path | None = None, overwrite: bool = False, train_best: bool = False,
          chief: str | None = None, worker: str | None = None, chief_timeout: float = 60.0,
+         worker_timeout: float = 900.0,
          search: dict[str, Any] | None = None, quiet: bool = False) -> TuneResult:
     """Search `task`'s hyperparameters with KerasTuner; write the tuning directory; return the result.
 
@@ -50,7 +51,9 @@ def tune(task: Task, cfg, *, runtime: Runtime = Runtime(), tuner: str = "random"
     `search` replaces the recipe's [search] table. `run_dir` of an earlier search resumes it
     (`overwrite` restarts); without it the latest matching search under `runs_root` continues.
     `chief='HOST:PORT'` alone runs the oracle for distributed workers; with `worker=ID` this
-    process is a worker of that chief (waiting up to `chief_timeout` seconds for it).
+    process is a worker of that chief (waiting up to `chief_timeout` seconds for it). The chief
+    stops with one line when a worker holding a trial is silent for `worker_timeout` seconds
+    (see `distributed.watch_workers`).
     `train_best` retrains the best configuration into `<run_dir>/best`. Raises UserError for bad
     settings, a mismatched directory, or a search in which no trial completed; a search that
     fails before its first trial leaves no tuning directory behind.
@@ -125,8 +128,14 @@ def tune(task: Task, cfg, *, runtime: Runtime = Runtime(), tuner: str = "random"
         if tuner_id == "chief":
             log(f"chief listening on {chief}; start workers with "
                 f"`dlapps tune {task.name} --worker ID --chief {chief}` (same profile and settings)")
+        if tuner_id == "chief":
+            watch_workers(keras_tuner_obj.oracle, worker_timeout, run_dir, _this_command(task))
         try:
             keras_tuner_obj.search(verbose=verbose)
+        except grpc_errors() as err:  # a worker whose chief went away
+            raise UserError(f"the tuning chief at {chief} stopped answering ({type(err).__name__}); restart it "
+                            "with its own command (the search continues from its directory), then this "
+                            "worker with the same command") from None
         except RuntimeError as err:
             if "consecutive failures" not in str(err):
                 raise
@@ -145,6 +154,23 @@ def tune(task: Task, cfg, *, runtime: Runtime = Runtime(), tuner: str = "random"
             result.train_result = training.train(task, result.best_config, runtime, run_dir=run_dir / "best",
                                                  overwrite=True, quiet=quiet)
         return result
+
+
+def _this_command(task: Task) -> str:
+    """The command line this process was started with, for restart advice."""
+    import shlex
+
+    argv = sys.argv[1:]
+    return "dlapps " + " ".join(shlex.quote(a) for a in argv) if argv[:1] == ["tune"] else f"dlapps tune {task.name}"
+
+
+def grpc_errors() -> tuple[type[BaseException], ...]:
+    """The exception types of a gRPC call to a chief that is gone (none when grpc is absent)."""
+    try:
+        import grpc
+    except ImportError:
+        return ()
+    return (grpc.RpcError,)
 
 
 # ----------------------------------------------------------------------------- the tuning directory

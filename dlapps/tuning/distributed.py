@@ -93,3 +93,67 @@ def tuner_role(chief: str | None, worker: str | None) -> Iterator[str | None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def watch_workers(oracle, timeout: float, run_dir, command: str, clock=None, stop=None) -> "threading.Thread":
+    """Start a daemon thread on the chief that stops it when a worker goes silent.
+
+    Every call a worker makes (create, update or end a trial) stamps its tuner id. When a worker
+    that holds a running trial has made none for `timeout` seconds, the chief prints one line
+    (which worker, which trial, how to continue) and exits with code 3: KerasTuner's chief would
+    otherwise wait forever for that trial. The oracle's state is on disk (`run_dir`), so the same
+    command continues the search; a worker restarted with its own command (same --worker ID)
+    re-runs its interrupted trial, as KerasTuner's `create_trial` returns it again.
+    `clock`/`stop` (callables) exist for tests; `stop(message)` replaces the exit.
+    """
+    import sys
+    import threading
+    import time
+
+    clock = clock or time.monotonic
+    seen: dict[str, float] = {}
+
+    def stamp(method_name: str, tuner_of):
+        original = getattr(oracle, method_name)
+
+        def wrapped(*args, **kwargs):
+            who = tuner_of(*args, **kwargs)
+            if who is not None:
+                seen[who] = clock()
+            return original(*args, **kwargs)
+
+        setattr(oracle, method_name, wrapped)
+
+    def tuner_holding(trial_id) -> str | None:
+        trial_id = getattr(trial_id, "trial_id", trial_id)
+        return next((t for t, trial in list(oracle.ongoing_trials.items()) if trial.trial_id == trial_id), None)
+
+    stamp("create_trial", lambda tuner_id, *a, **k: tuner_id)
+    stamp("update_trial", lambda trial_id, *a, **k: tuner_holding(trial_id))
+    stamp("end_trial", lambda trial, *a, **k: tuner_holding(trial))
+
+    def exit_now(message: str) -> None:
+        print(f"dlapps: error: {message}", file=sys.stderr, flush=True)
+        os._exit(3)
+
+    def check() -> bool:
+        now = clock()
+        for tuner_id, trial in list(oracle.ongoing_trials.items()):
+            silent = now - seen.setdefault(tuner_id, now)
+            if silent > timeout:
+                (stop or exit_now)(
+                    f"tuning worker {tuner_id} has not reported on trial {trial.trial_id} for {silent:.0f} s "
+                    f"(--worker-timeout {timeout:g}); restart that worker with its own command to re-run the "
+                    f"trial, and this chief with `{command}`: the search continues from {run_dir}")
+                return True
+        return False
+
+    def loop() -> None:
+        while not check():
+            time.sleep(min(5.0, max(0.2, timeout / 10)))
+
+    thread = threading.Thread(target=loop, name="dlapps-worker-watchdog", daemon=True)
+    thread.check = check  # for tests: one check, without the thread
+    if stop is None:
+        thread.start()
+    return thread

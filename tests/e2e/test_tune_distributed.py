@@ -71,3 +71,75 @@ def test_chief_and_two_workers_share_the_trials(tmp_path):
     assert match, output["chief"]
     assert match.group(2) == best["trial"] and float(match.group(1)) == float(f"{float(best['val_rmse']):.6g}")
     assert "[config]" in (tmp_path / "chief" / "best_config.toml").read_text()
+
+
+def test_a_worker_killed_mid_trial_and_restarted_lets_the_search_finish(tmp_path):
+    """KerasTuner's protocol: a worker restarted with its own id gets its interrupted trial again."""
+    import time
+
+    address = f"127.0.0.1:{_free_port()}"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO),
+           "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    search = [sys.executable, "-m", "dlapps", "tune", "tabular", "--profile", "smoke", "--set", "epochs=30",
+              "--set", "early_stopping_patience=0", "--max-trials", "3", "--quiet"]
+    worker = [*search, "--run-dir", str(tmp_path / "worker1"), "--worker", "1", "--chief", address,
+              "--chief-timeout", "300"]
+    processes = []
+    try:
+        processes.append(subprocess.Popen(worker, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        chief = subprocess.Popen([*search, "--run-dir", str(tmp_path / "chief"), "--chief", address,
+                                  "--worker-timeout", "300"], cwd=tmp_path, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        processes.append(chief)
+        deadline = time.monotonic() + TIMEOUT
+        while not list((tmp_path / "worker1").glob("trial_*")):  # the worker has started a trial
+            assert time.monotonic() < deadline and processes[0].poll() is None
+            time.sleep(0.5)
+        time.sleep(3)
+        processes[0].kill()  # mid-trial
+        processes[0].wait()
+        restarted = subprocess.run(worker, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+        assert restarted.returncode == 0, restarted.stderr[-3000:]
+        output, _ = chief.communicate(timeout=120)
+        assert chief.returncode == 0, output[-3000:]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+    with open(tmp_path / "chief" / "trials.csv", newline="") as handle:
+        trials = list(csv.DictReader(handle))
+    assert len(trials) == 3 and all(t["status"] == "COMPLETED" for t in trials), trials
+
+
+def test_the_chief_does_not_wait_forever_for_a_dead_worker(tmp_path):
+    import time
+
+    address = f"127.0.0.1:{_free_port()}"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO),
+           "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    search = [sys.executable, "-m", "dlapps", "tune", "tabular", "--profile", "smoke", "--set", "epochs=30",
+              "--set", "early_stopping_patience=0", "--max-trials", "2", "--quiet"]
+    worker = subprocess.Popen([*search, "--run-dir", str(tmp_path / "worker1"), "--worker", "1", "--chief", address,
+                               "--chief-timeout", "300"], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    chief = subprocess.Popen([*search, "--run-dir", str(tmp_path / "chief"), "--chief", address,
+                              "--worker-timeout", "20"], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not list((tmp_path / "worker1").glob("trial_*")):
+            assert time.monotonic() < deadline and worker.poll() is None
+            time.sleep(0.5)
+        worker.kill()
+        worker.wait()
+        _, err = chief.communicate(timeout=180)
+    finally:
+        for process in (worker, chief):
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+    lines = [line for line in err.splitlines() if line.startswith("dlapps: error")]
+    assert chief.returncode == 3 and len(lines) == 1, err[-3000:]
+    assert "worker1" in lines[0] and "re-run" in lines[0]
