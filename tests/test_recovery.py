@@ -78,13 +78,14 @@ def final_weights(run_dir: Path, out: str):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("whole")
-    results = finish(start_workers(tmp_path, tmp_path / "run", resume=False), timeout=400)
+    results = finish(start_workers(tmp_path, tmp_path / "run", resume=False), timeout=600)
     for code, _, err in results:
         assert code == 0, err[-2000:]
     return json.loads(results[0][1])
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 @pytest.mark.parametrize("killed", [1, 0], ids=["worker-lost", "chief-lost"])
 def test_lost_worker_then_resume_on_every_worker(tmp_path, killed, uninterrupted):
     run_dir = tmp_path / "run"
@@ -101,7 +102,7 @@ def test_lost_worker_then_resume_on_every_worker(tmp_path, killed, uninterrupted
     assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
     assert "was lost" in lines[0] and f"--resume {run_dir}" in lines[0] and "last completed epoch" in lines[0]
 
-    results = finish(start_workers(tmp_path, run_dir, resume=True), timeout=400)
+    results = finish(start_workers(tmp_path, run_dir, resume=True), timeout=600)
     for code, _, err in results:
         assert code == 0, err[-3000:]
     weights = [final_weights(run_dir, out) for _, out, _ in results]
