@@ -60,7 +60,7 @@ def finish(processes: list[subprocess.Popen], timeout: float) -> list[tuple[int,
     return results
 
 
-def wait_for_epochs(history: Path, epochs: int, processes, timeout: float = 240) -> None:
+def wait_for_epochs(history: Path, epochs: int, processes, timeout: float = 480) -> None:
     deadline = time.monotonic() + timeout
     while recovery.logged_epochs(history) < epochs:
         if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
