@@ -32,7 +32,8 @@ import keras
 import numpy as np
 
 import dlapps
-from dlapps import config, training
+from dlapps import config, runs, training
+from dlapps.data.pipeline import batched
 from dlapps.data.text import text_probabilities
 
 PROFILE = os.environ.get("DLAPPS_NOTEBOOK_PROFILE", "demo")
@@ -63,8 +64,8 @@ x = keras.layers.TextVectorization(vocabulary=data.info["vocabulary"], output_mo
 x = keras.layers.Dense(64, activation="relu")(x)
 bag_of_words = keras.Model(texts, keras.layers.Dense(1, activation="sigmoid")(x))
 bag_of_words.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"])
-fit = bag_of_words.fit(training.batched(data.train, 32, shuffle=True, seed=0), epochs=cfg.epochs,
-                       validation_data=training.batched(data.val, 256), shuffle=False, verbose=0)
+fit = bag_of_words.fit(batched(data.train, 32, shuffle=True, seed=0), epochs=cfg.epochs,
+                       validation_data=batched(data.val, 256), shuffle=False, verbose=0)
 print("bag of words, best validation accuracy:", round(max(fit.history["val_accuracy"]), 3))
 
 # %% [markdown]
@@ -102,10 +103,10 @@ display(Image(str(result.run_dir / "plots" / "most_positive_negative.png")))
 
 # %%
 result.model.save("sentiment_model.keras")
-loaded, _ = training.load_model("sentiment_model.keras")
+loaded, _ = runs.load_model("sentiment_model.keras")
 pairs = ["the acting was not good but awful", "the acting was not awful but good",
          "the plot was hardly dull , simply brilliant", "the plot was hardly brilliant , simply dull"]
-for line in task.predict(loaded, pairs, data.info, cfg):
+for line in task.predict(loaded, pairs, data.info, cfg, {}):
     print(line)
 np.testing.assert_allclose(text_probabilities(result.model, pairs), text_probabilities(loaded, pairs), rtol=1e-5)
 

@@ -33,7 +33,7 @@ import os
 import numpy as np
 
 import dlapps
-from dlapps import config, training
+from dlapps import config, runs, training
 from dlapps.data.text import text_probabilities
 
 PROFILE = os.environ.get("DLAPPS_NOTEBOOK_PROFILE", "demo")
@@ -70,13 +70,15 @@ model.summary(line_length=100)
 
 # %% [markdown]
 # ## Training
-# `training.train` is what `dlapps train spam` runs. When training ends, a callback scores the
-# validation split and stores the threshold with the best spam F1 in the model's
-# `DecisionThreshold` layer (a non-trainable weight, saved in `model.keras`).
+# `training.train` is what `dlapps train spam` runs. After `fit`, the task's `after_fit` hook scores
+# the validation split and stores the threshold with the best spam F1 in the model's
+# `DecisionThreshold` layer (a non-trainable weight, saved in `model.keras`); the run's metrics
+# report it under "after_fit".
 
 # %%
 result = training.train(task, cfg, runs_root="runs", quiet=True)
 print("threshold saved in the model:", float(result.model.get_layer("decision_threshold").threshold))
+print("after_fit:", result.metrics["after_fit"])
 result.metrics["test"]
 
 # %%
@@ -106,9 +108,9 @@ for threshold in (0.1, 0.3, 0.5, 0.7, 0.9):
 
 # %%
 result.model.save("spam_model.keras")
-loaded, _ = training.load_model("spam_model.keras")
+loaded, _ = runs.load_model("spam_model.keras")
 messages = ["WINNER!! Claim your £1000 prize now, call 09061701461", "are we still on for lunch tomorrow?"]
-for line in task.predict(loaded, messages, data.info, cfg):
+for line in task.predict(loaded, messages, data.info, cfg, {}):
     print(line)
 np.testing.assert_allclose(text_probabilities(result.model, messages), text_probabilities(loaded, messages), rtol=1e-5)
 

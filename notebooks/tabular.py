@@ -30,7 +30,8 @@
 import os
 
 import dlapps
-from dlapps import config, training
+from dlapps import config, runs, training
+from dlapps.data.pipeline import batched
 
 PROFILE = os.environ.get("DLAPPS_NOTEBOOK_PROFILE", "demo")
 task = dlapps.get_task("tabular")
@@ -93,8 +94,8 @@ import dataclasses  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-train_batches = training.batched(data.train, 32, shuffle=True, cache=True, seed=0)
-val_batches = training.batched(data.val, 256, cache=True)
+train_batches = batched(data.train, 32, shuffle=True, cache=True, seed=0)
+val_batches = batched(data.val, 256, cache=True)
 fig, ax = plt.subplots(figsize=(6, 3.5))
 for name in ["sgd", "momentum", "nesterov", "adam"]:
     variant = dataclasses.replace(cfg, optimizer=name, learning_rate=0.003)
@@ -109,8 +110,8 @@ plt.show()
 # The saved model takes the raw columns, in the CSV's order (the target may be left out).
 
 # %%
-loaded, info = training.load_model(result.run_dir / "model.keras")
-task.predict(loaded, ["59,2,32.1,101,157,93.2,38,4,4.8598,87"], info, cfg)
+loaded, info = runs.load_model(result.run_dir / "model.keras")
+task.predict(loaded, ["59,2,32.1,101,157,93.2,38,4,4.8598,87"], info, cfg, {})
 
 # %% [markdown]
 # ## Your own CSV

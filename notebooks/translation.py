@@ -36,7 +36,7 @@ import os
 import numpy as np
 
 import dlapps
-from dlapps import config, training
+from dlapps import config, runs, training
 from dlapps.tasks.translation import translate
 from dlapps.tasks.translation.text import generated_pairs, python_tokens
 
@@ -162,5 +162,5 @@ from pathlib import Path  # noqa: E402
 
 saved = Path(dlapps.__file__).resolve().parents[1] / "saved_models" / "translation" / "model.keras"
 if saved.exists() and PROFILE != "smoke":
-    german, _ = training.load_model(saved)
+    german, _ = runs.load_model(saved)
     print(translate(german, ["A man is riding a bicycle.", "Two dogs are playing in the snow."], beam_size=4))

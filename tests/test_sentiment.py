@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import dlapps
-from dlapps import cli, config, training
+from dlapps import cli, config, runs, training
+from dlapps.data.pipeline import batched, count
 from dlapps.data.text import TextTable, text_probabilities, to_dataset
 from dlapps.errors import UserError
 from dlapps.runtime import Runtime
@@ -37,8 +38,8 @@ def bag_of_words_accuracy(data, info) -> float:
     x = keras.layers.Dense(64, activation="relu")(x)
     model = keras.Model(texts, keras.layers.Dense(1, activation="sigmoid")(x))
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"])
-    history = model.fit(training.batched(data.train, 32, shuffle=True, seed=0), epochs=6, verbose=0, shuffle=False,
-                        validation_data=training.batched(data.val, 256))
+    history = model.fit(batched(data.train, 32, shuffle=True, seed=0), epochs=6, verbose=0, shuffle=False,
+                        validation_data=batched(data.val, 256))
     return max(history.history["val_accuracy"])
 
 
@@ -76,7 +77,7 @@ def test_saved_model_predicts_raw_strings(trained, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("positive") and lines[1].startswith("negative")
     assert "p(positive)=" in lines[0]
-    loaded, _ = training.load_model(saved)
+    loaded, _ = runs.load_model(saved)
     np.testing.assert_allclose(text_probabilities(result.model, texts), text_probabilities(loaded, texts),
                                rtol=1e-5, atol=1e-6)
 
@@ -87,7 +88,7 @@ def test_evaluate_on_a_user_file(trained, tmp_path, capsys):
     path = tmp_path / "reviews.tsv"
     path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{['neg', 'pos'][y]}\n"
                                                  for t, y in zip(table.texts, table.labels)), encoding="utf-8")
-    assert cli.main(["evaluate", "sentiment", "--profile", "smoke", "--model", str(root / "saved" / "sentiment"),
+    assert cli.main(["evaluate", "sentiment", "--model", str(root / "saved" / "sentiment"),
                      "--data", str(path)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["n"] == 200 and metrics["accuracy"] > 0.85
@@ -104,7 +105,7 @@ def test_gru_option_builds_and_runs():
     assert any(isinstance(layer, keras.layers.Bidirectional) and isinstance(layer.forward_layer, keras.layers.GRU)
                for layer in model.layers)
     assert model.predict_on_batch(np.asarray(["not good at all", ""], dtype=object)).shape == (2,)
-    with pytest.raises(UserError, match="choose lstm or gru"):
+    with pytest.raises(UserError, match="rnn = 'transformer': choose one of lstm, gru"):
         TASK.build_model(config.resolve(TASK, "smoke", {"rnn": "transformer"}), data.info)
 
 
@@ -115,7 +116,7 @@ def test_imdb_reviews_from_tfds_mock():
     with tfds.testing.mock_data(num_examples=40):
         data = TASK.load_data(config.resolve(TASK, "smoke", {"source": "imdb", "val_fraction": "0.25"}))
     assert data.info["source_description"].startswith("IMDB")
-    assert data.info["train_size"] == 30 and training.count(data.val) == 10 and training.count(data.test) == 40
+    assert data.info["train_size"] == 30 and count(data.val) == 10 and count(data.test) == 40
     text, label = next(iter(data.train))
     assert text.dtype.name == "string" and float(label) in (0.0, 1.0)
 
@@ -130,7 +131,7 @@ def test_aclimdb_folder_layout(tmp_path):
     (tmp_path / "aclImdb" / "train" / "unsup").mkdir()  # ignored, as in the real archive
     (tmp_path / "aclImdb" / "train" / "unsup" / "0_0.txt").write_text("unlabelled", encoding="utf-8")
     data = TASK.load_data(config.resolve(TASK, "smoke", {"data": str(tmp_path / "aclImdb"), "val_fraction": "0.25"}))
-    assert data.info["train_size"] == 9 and training.count(data.val) == 3 and training.count(data.test) == 6
+    assert data.info["train_size"] == 9 and count(data.val) == 3 and count(data.test) == 6
     texts = {t.decode(): y for t, y in data.test.as_numpy_iterator()}
     assert all((y == 1.0) == ("great" in t) for t, y in texts.items())
     with pytest.raises(UserError, match="aclImdb layout"):
@@ -166,10 +167,10 @@ def test_sentence_weight_and_cnn_branch(tmp_path):
     assert {round(weight[s] / weight[s.rsplit(" ", 1)[0]], 4) for s in sentences if s in weight} == {3.0}
     assert abs(np.mean(list(weight.values())) - 1.0) < 1e-6  # mean weight 1
     model = TASK.build_model(cfg, {**data.info, "steps_per_epoch": 1})
-    model.fit(training.batched(data.train, 8), epochs=1, verbose=0)
+    model.fit(batched(data.train, 8), epochs=1, verbose=0)
     model.save(tmp_path / "m.keras")
     texts = ["w0 w1 w2 film", "film", ""]
-    np.testing.assert_allclose(text_probabilities(training.load_model(tmp_path / "m.keras")[0], texts),
+    np.testing.assert_allclose(text_probabilities(runs.load_model(tmp_path / "m.keras")[0], texts),
                                text_probabilities(model, texts), atol=1e-6)
 
 
@@ -182,6 +183,8 @@ def test_real_sst2_holdout(shared_data):
 
 
 def test_unknown_source():
-    with pytest.raises(UserError, match="unknown source"):
-        TASK.load_data(config.resolve(TASK, "smoke", {"source": "yelp"}))
+    with pytest.raises(UserError, match="source = 'yelp': choose one of embedded, imdb, file"):
+        config.resolve(TASK, "smoke", {"source": "yelp"})
+    with pytest.raises(UserError, match="unknown source 'yelp'"):
+        TASK.load_data(TASK.config(source="yelp"))
     assert to_dataset(TextTable(["x"], np.asarray([1], np.int32))).cardinality() == 1

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import dlapps
-from dlapps import cli, config, training
+from dlapps import cli, config, runs, training
 from dlapps.data.download import sha256sum
+from dlapps.data.pipeline import count
 from dlapps.data.text import best_f1_threshold, probabilities, text_probabilities
 from dlapps.errors import UserError
 from dlapps.runtime import Runtime
@@ -53,10 +54,13 @@ def test_threshold_is_chosen_on_validation_and_saved_in_the_model(trained, tmp_p
     model = result.model
     y_true, prob = probabilities(model, result.data.val)
     assert threshold_of(model) == pytest.approx(best_f1_threshold(y_true, prob))
+    # The task's after_fit hook chose it; its result is in the run's metrics.
+    assert result.metrics["after_fit"]["threshold"] == pytest.approx(threshold_of(model))
+    assert result.metrics["after_fit"]["val_f1_at_threshold"] == pytest.approx(result.metrics["val"]["f1"])
     # A different threshold survives save/load: it is a weight of the model, not a side file.
     model.get_layer("decision_threshold").assign_threshold(0.8125)
     model.save(tmp_path / "m.keras")
-    loaded, _ = training.load_model(tmp_path / "m.keras")
+    loaded, _ = runs.load_model(tmp_path / "m.keras")
     assert threshold_of(loaded) == pytest.approx(0.8125)
     np.testing.assert_allclose(text_probabilities(model, MESSAGES), text_probabilities(loaded, MESSAGES), rtol=1e-6)
 
@@ -71,6 +75,16 @@ def test_saved_model_predicts_raw_strings_from_the_cli(trained, capsys):
     assert lines[1].startswith("ham")
 
 
+def test_threshold_is_an_inference_key(trained, capsys):
+    _, _, root = trained
+    model_dir = str(root / "saved" / "spam")
+    assert cli.main(["predict", "spam", MESSAGES[1], "--model", model_dir, "--set", "threshold=0.0"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("spam") and "(threshold 0.00)" in line  # p(spam) >= 0: everything is spam
+    assert cli.main(["predict", "spam", MESSAGES[1], "--model", model_dir, "--set", "max_tokens=5"]) == 2
+    assert "not an inference-time setting" in capsys.readouterr().err
+
+
 def test_evaluate_on_a_user_file(trained, tmp_path, capsys):
     _, _, root = trained
     generated = spam_data.generate_messages(300, seed=99)
@@ -78,7 +92,7 @@ def test_evaluate_on_a_user_file(trained, tmp_path, capsys):
     import pandas as pd
 
     pd.DataFrame({"text": generated.texts, "label": generated.labels}).to_csv(path, index=False)
-    assert cli.main(["evaluate", "spam", "--profile", "smoke", "--model", str(root / "saved" / "spam"),
+    assert cli.main(["evaluate", "spam", "--model", str(root / "saved" / "spam"),
                      "--data", str(path)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["n"] == 300 and metrics["f1"] > 0.85
@@ -128,7 +142,7 @@ def test_download_unzip_and_split(archive_server, tmp_path):
                                          "test_fraction": "0.2"})
     data = TASK.load_data(cfg)
     assert data.info["source_description"].startswith("SMS Spam Collection")
-    sizes = [data.info["train_size"], training.count(data.val), training.count(data.test)]
+    sizes = [data.info["train_size"], count(data.val), count(data.test)]
     assert sum(sizes) == 22 and min(sizes) >= 4  # every message of the archive, in three splits
     assert min(data.info["class_counts_train"]) >= 5
     assert (tmp_path / "cache" / "sms_spam_collection.zip").exists()
@@ -143,8 +157,13 @@ def test_download_with_a_wrong_checksum_is_refused(archive_server, monkeypatch):
 
 
 def test_unknown_source_and_missing_file():
-    with pytest.raises(UserError, match="unknown source"):
-        TASK.load_data(config.resolve(TASK, "smoke", {"source": "enron"}))
+    # A choice field: the config names the choices; a Config made in code reaches the loader's rule.
+    with pytest.raises(UserError, match="source = 'enron': choose one of embedded, sms_spam_collection, file"):
+        config.resolve(TASK, "smoke", {"source": "enron"})
+    with pytest.raises(UserError, match="unknown source 'enron'"):
+        TASK.load_data(TASK.config(source="enron"))
+    with pytest.raises(UserError, match="source=file needs --data"):
+        TASK.load_data(TASK.config(source="file"))
     with pytest.raises(UserError, match="not found"):
         TASK.load_data(config.resolve(TASK, "smoke", {"data": "/nonexistent/spam.tsv"}))
 

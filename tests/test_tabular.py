@@ -11,6 +11,7 @@ import pytest
 import dlapps
 from dlapps import config, training
 from dlapps.errors import UserError
+from dlapps.runs import load_model
 from dlapps.runtime import Runtime
 
 TASK = dlapps.get_task("tabular")
@@ -51,9 +52,9 @@ def test_csv_with_categories_and_missing_values_round_trips_raw_rows(tmp_path, r
     test = result.metrics["test"]
     assert test["r2"] > 0.8, test  # the category and the gaps are used, not ignored
     rows = ["0.5,red,,", "0.5,blue,1.0", "-1,green,"]
-    before = TASK.predict(result.model, rows, result.data.info, cfg)
-    loaded, info = training.load_model(result.run_dir / "model.keras")
-    after = TASK.predict(loaded, rows, info, cfg)
+    before = TASK.predict(result.model, rows, result.data.info, cfg, {})
+    loaded, info = load_model(result.run_dir / "model.keras")
+    after = TASK.predict(loaded, rows, info, cfg, {})
     assert before == after and len(after) == 3
     red, blue = (float(line.split("=")[1].replace(",", "")) for line in after[:2])
     assert red - blue > 20  # 'red' adds +5 * 10 to the price in the generator
@@ -116,14 +117,16 @@ def test_bad_csv_files_give_clear_errors(tmp_path, content, message):
 def test_missing_file_and_bad_source():
     with pytest.raises(UserError, match="not found"):
         TASK.load_data(smoke(data="/nonexistent/file.csv"))
-    with pytest.raises(UserError, match="unknown source"):
-        TASK.load_data(smoke(source="nowhere"))
+    with pytest.raises(UserError, match="source = 'nowhere': choose one of embedded, california_housing, file"):
+        smoke(source="nowhere")
+    with pytest.raises(UserError, match="unknown source 'nowhere'"):
+        TASK.load_data(TASK.config(source="nowhere"))
 
 
 def test_predict_rejects_rows_of_the_wrong_width(runs):
     result = training.train(TASK, smoke(epochs=1), **runs)
     with pytest.raises(UserError, match="fields"):
-        TASK.predict(result.model, ["1,2"], result.data.info, smoke())
+        TASK.predict(result.model, ["1,2"], result.data.info, smoke(), {})
 
 
 def test_mixed_precision_and_xla_still_learn(runs):

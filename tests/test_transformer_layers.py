@@ -8,7 +8,7 @@ import pytest
 
 from dlapps.layers.transformer import (PaddingMask, PositionalEmbedding, TokenSlice, TransformerDecoderBlock,
                                        TransformerEncoderBlock, sinusoids)
-from dlapps.tasks.translation.data import Config
+from dlapps.tasks.translation.config import Config
 from dlapps.tasks.translation.model import build_transformer
 
 TINY = Config(d_model=16, num_layers=2, num_heads=2, ff_dim=32, dropout=0.0, max_length=12)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import dlapps
-from dlapps import config, training
+from dlapps import config, runs, training
 from dlapps.errors import UserError
 from dlapps.runtime import Runtime
 from dlapps.tasks.translation import data as data_lib
@@ -70,11 +70,11 @@ def test_save_load_round_trip_on_raw_strings(trained, tmp_path):
     cfg, result = trained
     path = tmp_path / "model.keras"
     result.model.save(path)
-    loaded, _ = training.load_model(path)
+    loaded, _ = runs.load_model(path)
     sentences = ["forty-two", "seven hundred and five thousand three hundred twelve", "nineteen"]
     assert translate(loaded, sentences) == translate(result.model, sentences)
     assert translate(loaded, sentences, beam_size=3) == translate(result.model, sentences, beam_size=3)
-    lines = TASK.predict(loaded, sentences, {}, cfg)
+    lines = TASK.predict(loaded, sentences, {}, cfg, {})
     assert lines == translate(result.model, sentences, cfg.beam_size)
 
 
@@ -84,7 +84,7 @@ def test_a_fresh_process_loads_the_run_without_importing_the_task(trained):
     import sys
 
     _, result = trained
-    code = ("from dlapps.training import load_model; import sys; "
+    code = ("from dlapps.runs import load_model; import sys; "
             f"model, info = load_model({str(result.run_dir)!r}); "
             "assert 'dlapps.tasks.translation' in sys.modules; print(type(model).__name__)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -104,9 +104,9 @@ def test_attention_heatmap_rows_are_distributions(trained):
 def test_empty_sentence_is_a_clear_error(trained):
     cfg, result = trained
     with pytest.raises(UserError, match="empty sentence"):
-        TASK.predict(result.model, ["forty", "   "], {}, cfg)
+        TASK.predict(result.model, ["forty", "   "], {}, cfg, {})
     with pytest.raises(UserError, match="give sentences"):
-        TASK.predict(result.model, [], {}, cfg)
+        TASK.predict(result.model, [], {}, cfg, {})
 
 
 def test_too_long_sentence_is_truncated_with_a_warning(trained, capsys):
@@ -115,7 +115,7 @@ def test_too_long_sentence_is_truncated_with_a_warning(trained, capsys):
     with pytest.warns(TruncationWarning, match="truncated"):
         out = translate(result.model, [long_sentence])
     assert len(out) == 1
-    TASK.predict(result.model, [long_sentence], {}, cfg)
+    TASK.predict(result.model, [long_sentence], {}, cfg, {})
     assert "truncated" in capsys.readouterr().err
 
 
@@ -283,7 +283,7 @@ def test_saved_model_translates(shared_data):
     saved = REPO / "saved_models" / "translation" / "model.keras"
     if not saved.exists():
         pytest.skip("no saved_models/translation/model.keras")
-    model, info = training.load_model(saved)
+    model, info = runs.load_model(saved)
     out = translate(model, ["A man is riding a bicycle.", "Two dogs are playing in the snow."])
     assert "Mann" in out[0] and "Fahrrad" in out[0], out
     assert "Hunde" in out[1] and "Schnee" in out[1], out
@@ -374,14 +374,14 @@ def test_wordpiece_model_save_load_round_trip_on_raw_strings(trained_wordpiece, 
     cfg, result = trained_wordpiece
     path = tmp_path / "model.keras"
     result.model.save(path)
-    loaded, _ = training.load_model(path)
+    loaded, _ = runs.load_model(path)
     assert isinstance(loaded.get_layer("source_vectorizer"), WordPieceVectorizer)
     sentences = ["forty-two", "seven hundred and five thousand three hundred twelve", "nineteen"]
     greedy_out = translate(loaded, sentences)
     assert greedy_out == translate(result.model, sentences)
     assert translate(loaded, sentences, beam_size=3) == translate(result.model, sentences, beam_size=3)
     assert all(t.isdigit() for t in greedy_out)
-    assert TASK.predict(loaded, sentences, {}, cfg) == greedy_out
+    assert TASK.predict(loaded, sentences, {}, cfg, {}) == greedy_out
 
 
 def test_accelerated_export_uses_the_models_wordpiece_ids(trained_wordpiece, tmp_path):
@@ -396,3 +396,64 @@ def test_accelerated_export_uses_the_models_wordpiece_ids(trained_wordpiece, tmp
     np.testing.assert_array_equal(arrays["test_source_ids"][:50], expected)
     expected = np.asarray(model.get_layer("target_vectorizer")(np.array(refs["target"][:50], dtype=object)))
     np.testing.assert_array_equal(arrays["test_target_ids"][:50], expected)
+
+
+# ----------------------------------------------------------------------------- accelerated path
+def test_accelerated_fit_keeps_the_best_greedy_weights_and_assemble_writes_a_run(tmp_path):
+    """fit: training.fit_phases on token arrays, greedy scores every 2 epochs, the best weights kept;
+    assemble: the string-in model with those weights, a normal run directory and a model card."""
+    import keras
+
+    from dlapps.tasks.translation import accelerated
+
+    keras.utils.set_random_seed(7)
+    exported, out, run_dir, saved = tmp_path / "export", tmp_path / "out", tmp_path / "run", tmp_path / "saved"
+    accelerated.export(exported, "smoke", {"embedded_pairs": "1500"})
+    fitted = accelerated.fit(exported, out, epochs=4, eval_every=2, sets={})
+    history = fitted["history"]
+    assert history["phase"] == ["train"] * 4 and history["loss"][-1] < history["loss"][0]
+    scored = history["val_greedy_chrf"]
+    assert scored[0] is None and scored[2] is None and scored[1] is not None and scored[3] is not None
+    assert sorted(p.name for p in out.glob("weights_*.npz")) == ["weights_0.npz"]
+    metrics = accelerated.assemble(exported, out, run_dir, save=True, overwrite=False, saved_models_root=saved)
+    # The assembled model decodes the validation sentences as the best epoch did (greedy, beam_size 1).
+    assert metrics["val"]["chrf"] == pytest.approx(max(scored[1], scored[3]), abs=0.5)
+    assert metrics["epochs"] == 4 and metrics["replicas"] == 1
+    for name in ("model.keras", "metrics.json", "info.json", "config.json", "history.csv",
+                 "plots/learning_curves.png", "plots/attention.png"):
+        assert (run_dir / name).exists(), name
+    header = (run_dir / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"loss", "val_loss", "val_greedy_bleu", "val_greedy_chrf"} <= set(header)
+    card = (saved / "translation" / "README.md").read_text()
+    assert f"({fitted['hardware']}, Keras {fitted['backend']} backend, by dlapps.tasks.translation.accelerated)" in card
+    assert TASK.model_notes in card
+    loaded, _ = runs.load_model(saved / "translation")
+    assert translate(loaded, ["forty-two"]) == translate(runs.load_model(run_dir)[0], ["forty-two"])
+    with pytest.raises(UserError, match="already exists; pass --overwrite"):
+        accelerated.assemble(exported, out, run_dir, save=False, overwrite=False)
+
+
+def test_accelerated_fit_runs_on_jax_without_tensorflow(tmp_path):
+    """The point of the accelerated path: `fit` on a machine whose Python has JAX but no TensorFlow."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    from dlapps.tasks.translation import accelerated
+
+    accelerated.export(tmp_path / "export", "smoke", {"embedded_pairs": "600"})
+    code = ("import sys\n"
+            "class NoTensorFlow:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('tensorflow', 'tensorflow_text', 'tf_keras'):\n"
+            "            raise ImportError(f'{name} is blocked: this machine has no TensorFlow')\n"
+            "sys.meta_path.insert(0, NoTensorFlow())\n"
+            "from dlapps.tasks.translation import accelerated\n"
+            f"sys.exit(accelerated.main(['fit', {str(tmp_path / 'export')!r}, {str(tmp_path / 'out')!r}, "
+            "'--epochs', '2', '--eval-every', '1']))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "KERAS_BACKEND": "jax"}, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fitted = json.loads((tmp_path / "out" / "fit.json").read_text())
+    assert fitted["backend"] == "jax" and len(fitted["history"]["loss"]) == 2

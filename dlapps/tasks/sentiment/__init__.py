@@ -1,8 +1,9 @@
 """Sentiment classification with an embedding and a (bidirectional) LSTM, from raw text."""
 
 from dlapps.task import Task
-from dlapps.tasks.sentiment.data import Config, load_data
-from dlapps.tasks.sentiment.model import build_model, evaluate, make_plots, predict
+from dlapps.tasks.sentiment.config import Config
+from dlapps.tasks.sentiment.data import load_data
+from dlapps.tasks.sentiment.model import MODEL_NOTES, build_model, evaluate, make_plots, predict
 
 TASK = Task(
     name="sentiment",
@@ -14,4 +15,5 @@ TASK = Task(
     predict=predict,
     make_plots=make_plots,
     objective=("val_accuracy", "max"),
+    model_notes=MODEL_NOTES,
 )

@@ -18,81 +18,19 @@ see `sentence_holdout_split`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dlapps.config import TrainConfig
+from dlapps.data.sources import pick
 from dlapps.data.text import (TextTable, check_both_classes, read_labelled_text, split_texts, to_dataset,
                               vocabulary)
 from dlapps.errors import UserError
 from dlapps.task import Data
+from dlapps.tasks.sentiment.config import Config
 
 CLASS_NAMES = ["negative", "positive"]
-
-# What the full-profile model is and how it compares (measured; written into the model card).
-MODEL_NOTES = (
-    "Embedding (128, trained from scratch, no pretrained vectors) -> bidirectional LSTM (64 units per "
-    "direction, padding masked) -> max over time, concatenated with a Kim-style 1-D CNN branch (64 "
-    "filters each of widths 3, 4, 5, max over time) -> dropout -> sigmoid, trained on SST-2 phrases and "
-    "sentences with whole held-out sentences for validation/test (sentence_holdout, see data.py); whole "
-    "training sentences weigh 3x their sub-phrases in the loss (sentence_weight=3). "
-    "On the same split, TF-IDF (1-2-grams) + LogisticRegression (C=10) scores 0.812 validation / "
-    "0.860 test accuracy, so this validation split is harder than the test split (826 vs 551 sentences). "
-    "The issue's target of 0.85 validation accuracy is NOT reached (best 0.837). Measured runs "
-    "(validation accuracy, 826 sentences, so one standard error is about 0.013): BiLSTM alone 0.814 "
-    "(final state, lr 2e-3), 0.808 (max pooling, lr 1e-3), 0.805 (128 units, 8000 words, batch 128); "
-    "+ CNN branch and sentence_weight=3: 0.826 and 0.837 (this recipe, two runs); + weight decay 0.1, "
-    "4 epochs: 0.816; with 64-d embeddings and 16000 words: 0.801; batch 32: 0.820; sentence_weight=6: "
-    "0.833; 100 filters per width: 0.814. Every run peaks after two or three epochs, "
-    "then overfits the phrases. Three more runs of this recipe from other initial weights (--seed 1, 2, 3) "
-    "scored 0.810, 0.799 and 0.804, and the average of their three probabilities 0.803 (an ensemble does "
-    "not help), so 0.837 is the top of this recipe's spread; its typical figure is about 0.81. "
-    "Published figures of 0.85-0.87 on SST-2 use pretrained word vectors (GloVe); from-scratch LSTM/CNN "
-    "results are about 0.82-0.84, and no pretrained vectors can be downloaded here."
-)
 LABEL_ALIASES = {"neg": 0, "pos": 1, "bad": 0, "good": 1}
-
-
-@dataclass(frozen=True)
-class Config(TrainConfig):
-    """Sentiment: data source, vocabulary, and the (bi)LSTM/GRU classifier."""
-
-    source: str = "embedded"
-    """embedded (generated sentences), imdb (tfds download), or file (--data TSV/CSV or aclImdb folder)."""
-    embedded_size: int = 6000
-    """Number of generated sentences for source=embedded."""
-    max_tokens: int = 20_000
-    """Vocabulary size (most frequent training words; the rest map to the OOV token)."""
-    sequence_length: int = 50
-    """Texts are cut to this many tokens (batches are padded only to their longest text)."""
-    embedding_dim: int = 128
-    rnn: str = "lstm"
-    """lstm or gru."""
-    units: int = 64
-    """Units of the recurrent layer (per direction)."""
-    bidirectional: bool = True
-    """Read the text in both directions and concatenate the two final states."""
-    rnn_layers: int = 1
-    """Stacked recurrent layers (all but the last return sequences)."""
-    dropout: float = 0.3
-    """Dropout on the embeddings (whole word vectors) and before the output layer."""
-    pooling: str = "last"
-    """How the text is summarised: last (the final state of each direction) or max (max over time
-    of every step's output, ignoring padding; often better on long sentences)."""
-    dense_units: int = 0
-    """Optional hidden Dense layer after the recurrent layer; 0 = none."""
-    sentence_holdout: bool = False
-    """For phrase-level files such as SST-2: val/test hold whole sentences only (see data.py)."""
-    sentence_weight: float = 1.0
-    """With sentence_holdout: loss weight of whole training sentences relative to their sub-phrases
-    (1 = all rows equal; >1 leans training toward whole sentences, what val/test hold)."""
-    conv_filters: int = 0
-    """Filters per width of a Kim-style 1-D CNN branch over the embeddings (max over time),
-    concatenated with the recurrent summary; 0 = no CNN branch."""
-    conv_widths: tuple = (3, 4, 5)
-    """Kernel widths (in tokens) of the CNN branch."""
 
 
 # ----------------------------------------------------------------------------- generated sentences
@@ -218,8 +156,8 @@ def _read_folder(folder: Path) -> tuple[TextTable, TextTable | None, str]:
     return read(train_dir), (read(test_dir) if test_dir else None), f"aclImdb-style folder {folder}"
 
 
-def _read_imdb() -> tuple[TextTable, TextTable, str]:
-    """IMDB reviews (25,000 train, 25,000 test) from TensorFlow Datasets."""
+def read_imdb(cfg: Config) -> tuple[TextTable, TextTable, str]:
+    """IMDB reviews (25,000 train, 25,000 test) from TensorFlow Datasets (download, then cached)."""
     import tensorflow_datasets as tfds
 
     try:
@@ -238,23 +176,32 @@ def _read_imdb() -> tuple[TextTable, TextTable, str]:
     return table(train), table(test), "IMDB movie reviews (tensorflow_datasets imdb_reviews)"
 
 
+def read_file(cfg: Config) -> tuple[TextTable, TextTable | None, str]:
+    """(labelled texts, test set or None, description) of `--data`: a TSV/CSV file or an aclImdb folder."""
+    path = Path(cfg.data).expanduser()
+    if path.is_dir():
+        return _read_folder(path)
+    table = read_labelled_text(path, CLASS_NAMES, LABEL_ALIASES, text_columns=("text", "sentence"))
+    note = f" ({table.skipped_empty} empty texts skipped)" if table.skipped_empty else ""
+    return table, None, f"local file {cfg.data}{note}"
+
+
+def read_embedded(cfg: Config) -> tuple[TextTable, None, str]:
+    """(generated sentences, None, description): `cfg.embedded_size` of them, seeded by `cfg.seed`."""
+    return (generate_sentences(cfg.embedded_size, cfg.seed), None,
+            f"synthetic negation/word-order sentences generated by dlapps (embedded, {cfg.embedded_size})")
+
+
+LOADERS = {"embedded": read_embedded, "imdb": read_imdb, "file": read_file}
+
+
 def read_source(cfg: Config) -> tuple[TextTable, TextTable | None, str]:
-    """(labelled texts, a given test set or None, description) of the configured source."""
-    if cfg.source == "file" or cfg.data:
-        if not cfg.data:
-            raise UserError("source=file needs --data PATH (a .tsv/.csv file or an aclImdb folder)")
-        path = Path(cfg.data).expanduser()
-        if path.is_dir():
-            return _read_folder(path)
-        table = read_labelled_text(path, CLASS_NAMES, LABEL_ALIASES, text_columns=("text", "sentence"))
-        note = f" ({table.skipped_empty} empty texts skipped)" if table.skipped_empty else ""
-        return table, None, f"local file {cfg.data}{note}"
-    if cfg.source == "embedded":
-        return (generate_sentences(cfg.embedded_size, cfg.seed), None,
-                f"synthetic negation/word-order sentences generated by dlapps (embedded, {cfg.embedded_size})")
-    if cfg.source == "imdb":
-        return _read_imdb()
-    raise UserError(f"unknown source {cfg.source!r} for sentiment; use embedded, imdb or file (--data PATH)")
+    """(labelled texts, a given test set or None, description) of the configured source.
+
+    The loader is chosen by `dlapps.data.sources.pick`; raises UserError for an unknown source,
+    source=file without --data, or a bad file or folder.
+    """
+    return pick("sentiment", cfg, LOADERS, "a .tsv/.csv file or an aclImdb folder")(cfg)
 
 
 def load_data(cfg: Config) -> Data:
@@ -280,7 +227,6 @@ def load_data(cfg: Config) -> Data:
         "source_description": description,
         "skipped_empty_texts": int(getattr(table, "skipped_empty", 0)),
         "class_counts_train": np.bincount(train.labels, minlength=2).tolist(),
-        **({"model_notes": MODEL_NOTES} if cfg.sentence_holdout else {}),
         **({"holdout": holdout_stats} if holdout_stats else {}),
     }
     train_ds = to_dataset(train)

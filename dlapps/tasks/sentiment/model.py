@@ -12,10 +12,33 @@ from dlapps.data.text import binary_metrics, probabilities, read_text_lines, tex
 from dlapps.errors import UserError
 from dlapps.layers import MaskedGlobalMaxPooling1D, TruncateSequence
 from dlapps.layers.text import NotPadding, ZeroMasked
-from dlapps.tasks.sentiment.data import Config
-from dlapps.training import make_optimizer
+from dlapps.optim import make_optimizer
+from dlapps.tasks.sentiment.config import Config
 
 RNNS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+
+# What the full-profile model is and how it compares (measured; the model card's notes).
+MODEL_NOTES = (
+    "The full profile's model (SST-2, --data ../shared/data/sst2/train.tsv): "
+    "embedding (128, trained from scratch, no pretrained vectors) -> bidirectional LSTM (64 units per "
+    "direction, padding masked) -> max over time, concatenated with a Kim-style 1-D CNN branch (64 "
+    "filters each of widths 3, 4, 5, max over time) -> dropout -> sigmoid, trained on SST-2 phrases and "
+    "sentences with whole held-out sentences for validation/test (sentence_holdout, see data.py); whole "
+    "training sentences weigh 3x their sub-phrases in the loss (sentence_weight=3). "
+    "On the same split, TF-IDF (1-2-grams) + LogisticRegression (C=10) scores 0.812 validation / "
+    "0.860 test accuracy, so this validation split is harder than the test split (826 vs 551 sentences). "
+    "The issue's target of 0.85 validation accuracy is NOT reached (best 0.837). Measured runs "
+    "(validation accuracy, 826 sentences, so one standard error is about 0.013): BiLSTM alone 0.814 "
+    "(final state, lr 2e-3), 0.808 (max pooling, lr 1e-3), 0.805 (128 units, 8000 words, batch 128); "
+    "+ CNN branch and sentence_weight=3: 0.826 and 0.837 (this recipe, two runs); + weight decay 0.1, "
+    "4 epochs: 0.816; with 64-d embeddings and 16000 words: 0.801; batch 32: 0.820; sentence_weight=6: "
+    "0.833; 100 filters per width: 0.814. Every run peaks after two or three epochs, "
+    "then overfits the phrases. Three more runs of this recipe from other initial weights (--seed 1, 2, 3) "
+    "scored 0.810, 0.799 and 0.804, and the average of their three probabilities 0.803 (an ensemble does "
+    "not help), so 0.837 is the top of this recipe's spread; its typical figure is about 0.81. "
+    "Published figures of 0.85-0.87 on SST-2 use pretrained word vectors (GloVe); from-scratch LSTM/CNN "
+    "results are about 0.82-0.84, and no pretrained vectors can be downloaded here."
+)
 
 
 def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
@@ -24,8 +47,6 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
     dropout = hp.Float("dropout", 0.0, 0.6, step=0.1, default=cfg.dropout) if hp else cfg.dropout
     embedding_dim = hp.Int("embedding_dim", 32, 256, step=32, default=cfg.embedding_dim) if hp else cfg.embedding_dim
     rnn = hp.Choice("rnn", list(RNNS), default=cfg.rnn) if hp else cfg.rnn
-    if rnn not in RNNS:
-        raise UserError(f"rnn {rnn!r}: choose lstm or gru")
 
     texts = keras.Input(shape=(), dtype="string", name="text")
     # Tokenization lives in the model: the vocabulary was adapted on the training split only.
@@ -37,8 +58,6 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
     if dropout > 0:  # drop whole word vectors (noise shape broadcasts over the embedding axis)
         x = keras.layers.SpatialDropout1D(dropout, name="word_dropout")(x)
     words = x
-    if cfg.pooling not in ("last", "max"):
-        raise UserError(f"pooling {cfg.pooling!r}: choose last or max")
     for i in range(cfg.rnn_layers):
         last = i == cfg.rnn_layers - 1
         sequences = not last or cfg.pooling == "max"
@@ -101,8 +120,11 @@ def make_plots(model: keras.Model, data, cfg: Config, plots_dir: Path) -> list[P
     return [plots.save_figure(fig, Path(plots_dir) / "most_positive_negative.png")]
 
 
-def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config) -> list[str]:
-    """`positive 0.93  <text>` per text (a `.txt` file argument: one text per line)."""
+def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config, options: dict) -> list[str]:
+    """`positive  p(positive)=0.930  <text>` per text (a `.txt` file argument: one text per line).
+
+    Raises UserError without texts.
+    """
     texts = []
     for item in inputs:
         texts.extend(read_text_lines(item) if item.endswith(".txt") and Path(item).is_file() else [item])

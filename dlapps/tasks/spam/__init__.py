@@ -1,8 +1,9 @@
 """Spam filtering of SMS/e-mail text from raw strings, with a decision threshold tuned for F1."""
 
 from dlapps.task import Task
-from dlapps.tasks.spam.data import Config, load_data
-from dlapps.tasks.spam.model import build_model, callbacks, evaluate, make_plots, predict
+from dlapps.tasks.spam.config import Config
+from dlapps.tasks.spam.data import load_data
+from dlapps.tasks.spam.model import MODEL_NOTES, after_fit, build_model, evaluate, make_plots, predict
 
 TASK = Task(
     name="spam",
@@ -13,6 +14,8 @@ TASK = Task(
     evaluate=evaluate,
     predict=predict,
     make_plots=make_plots,
-    callbacks=callbacks,
+    after_fit=after_fit,
     objective=("val_auc", "max"),
+    inference_keys=("threshold",),
+    model_notes=MODEL_NOTES,
 )

@@ -1,8 +1,9 @@
 """Tabular regression on any CSV: preprocessing inside the model, an MLP, RMSE/MAE/R^2."""
 
 from dlapps.task import Task
-from dlapps.tasks.tabular.data import Config, load_data
-from dlapps.tasks.tabular.model import build_model, evaluate, make_plots, predict
+from dlapps.tasks.tabular.config import Config
+from dlapps.tasks.tabular.data import load_data
+from dlapps.tasks.tabular.model import MODEL_NOTES, build_model, evaluate, make_plots, predict
 
 TASK = Task(
     name="tabular",
@@ -14,4 +15,5 @@ TASK = Task(
     predict=predict,
     make_plots=make_plots,
     objective=("val_rmse", "min"),
+    model_notes=MODEL_NOTES,
 )

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import tarfile
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from dlapps.config import TrainConfig
 from dlapps.data import fetch, read_table, split_frame
+from dlapps.data.sources import pick
 from dlapps.errors import UserError
 from dlapps.task import Data
+from dlapps.tasks.tabular.config import Config
 
 # The StatLib California housing archive (Pace & Barry, 1997), as scikit-learn pins it.
 CALIFORNIA_URL = "https://ndownloader.figshare.com/files/5976036"
@@ -21,60 +21,38 @@ CALIFORNIA_COLUMNS = ["longitude", "latitude", "housing_median_age", "total_room
                       "population", "households", "median_income", "median_house_value"]
 
 
-@dataclass(frozen=True)
-class Config(TrainConfig):
-    """Tabular regression: data source, target column, MLP shape and regularisation."""
+def read_embedded(cfg: Config) -> tuple[pd.DataFrame, str]:
+    """(scikit-learn's diabetes table, description): shipped with scikit-learn, works offline."""
+    from sklearn.datasets import load_diabetes
 
-    source: str = "embedded"
-    """embedded (scikit-learn diabetes), california_housing (download), or file (--data CSV)."""
-    target: str = "target"
-    """Name of the column to predict."""
-    units: int = 128
-    depth: int = 3
-    activation: str = "relu"
-    dropout: float = 0.0
-    l2: float = 0.0
-    batch_norm: bool = False
-    loss: str = "mse"
-    """mse or huber (both on the standardised target)."""
-    embedding_dim: int = 8
-    """String columns with more than `one_hot_max` categories are embedded with this size."""
-    one_hot_max: int = 12
-    kernel_initializer: str = "he_normal"
-    log_skewed: bool = True
-    """Feed log(1 + x) of non-negative numeric columns whose skewness exceeds 2 (counts, sizes)."""
-    numeric_encoding: str = "standardize"
-    """standardize (z-score + missing flag); piecewise (piecewise-linear encoding over quantile bins);
-    or periodic (z-score + missing flag + a learned periodic embedding per column, see PeriodicEncoding)."""
-    periodic_frequencies: int = 16
-    """numeric_encoding=periodic: frequencies per column (each gives a cosine and a sine)."""
-    periodic_sigma: float = 1.0
-    """numeric_encoding=periodic: std of the initial frequencies (in units of the standardised column)."""
-    periodic_dim: int = 16
-    """numeric_encoding=periodic: size of each column's embedding (Dense + ReLU over its waves)."""
-    bins: int = 16
-    """Quantile bins per numeric column for numeric_encoding=piecewise."""
+    frame = load_diabetes(as_frame=True, scaled=False).frame
+    return frame, "scikit-learn diabetes data (embedded, 442 patients, target: disease progression)"
+
+
+def read_california(cfg: Config) -> tuple[pd.DataFrame, str]:
+    """(California housing, description): the StatLib archive, downloaded once (sha256 checked)."""
+    archive = fetch(CALIFORNIA_URL, CALIFORNIA_SHA256, filename="cal_housing.tgz",
+                    hint="pass a local copy of housing.csv with --data PATH")
+    with tarfile.open(archive) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("cal_housing.data"))
+        frame = pd.read_csv(tar.extractfile(member), header=None, names=CALIFORNIA_COLUMNS)
+    return frame, "California housing 1990 census (StatLib archive, downloaded)"
+
+
+def read_file(cfg: Config) -> tuple[pd.DataFrame, str]:
+    """(the `--data` CSV file, description)."""
+    return read_table(cfg.data), f"local file {cfg.data}"
+
+
+LOADERS = {"embedded": read_embedded, "california_housing": read_california, "file": read_file}
 
 
 def read_source(cfg: Config) -> tuple[pd.DataFrame, str]:
-    """(the whole table, a description of where it came from)."""
-    if cfg.source == "file" or cfg.data:
-        if not cfg.data:
-            raise UserError("source=file needs --data PATH to a CSV file")
-        return read_table(cfg.data), f"local file {cfg.data}"
-    if cfg.source == "embedded":
-        from sklearn.datasets import load_diabetes
+    """(the whole table, a description of where it came from), by `dlapps.data.sources.pick`.
 
-        frame = load_diabetes(as_frame=True, scaled=False).frame
-        return frame, "scikit-learn diabetes data (embedded, 442 patients, target: disease progression)"
-    if cfg.source == "california_housing":
-        archive = fetch(CALIFORNIA_URL, CALIFORNIA_SHA256, filename="cal_housing.tgz",
-                        hint="pass a local copy of housing.csv with --data PATH")
-        with tarfile.open(archive) as tar:
-            member = next(m for m in tar.getmembers() if m.name.endswith("cal_housing.data"))
-            frame = pd.read_csv(tar.extractfile(member), header=None, names=CALIFORNIA_COLUMNS)
-        return frame, "California housing 1990 census (StatLib archive, downloaded)"
-    raise UserError(f"unknown source {cfg.source!r} for tabular; use embedded, california_housing or file")
+    Raises UserError for an unknown source, source=file without --data, or an unreadable file.
+    """
+    return pick("tabular", cfg, LOADERS, "a CSV file")(cfg)
 
 
 def prepare_frame(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, np.ndarray, dict]:
@@ -160,10 +138,6 @@ def load_data(cfg: Config) -> Data:
         "train_size": len(train),
         "source_description": description,
         "dropped_rows_without_target": int(len(frame) - len(features)),
-        "model_notes": ("MLP on raw columns: numbers standardised (log1p first for long-tailed "
-                        "counts) with a missing-value flag, plus a learned periodic embedding of each "
-                        "(numeric_encoding=periodic), or piecewise-linear encoded; strings one-hot or "
-                        "embedded; loss MSE on the standardised target, metrics in the target's units."),
     }
 
     def dataset(part):

@@ -10,13 +10,21 @@ import keras
 import numpy as np
 import pandas as pd
 
+from dlapps.config import choices, field_types
+from dlapps.data.pipeline import batched
 from dlapps.errors import UserError
 from dlapps.layers import ImputeMissing, Log1p, PeriodicEncoding, PiecewiseLinearEncoding
-from dlapps.tasks.tabular.data import Config, to_columns
-from dlapps.training import batched, make_optimizer, readable
+from dlapps.optim import make_optimizer
+from dlapps.runs import readable
+from dlapps.tasks.tabular.config import Config
+from dlapps.tasks.tabular.data import to_columns
 
+NUMERIC_ENCODINGS = choices(field_types(Config)["numeric_encoding"])
 
-NUMERIC_ENCODINGS = ("standardize", "piecewise", "periodic")
+MODEL_NOTES = ("MLP on raw columns: numbers standardised (log1p first for long-tailed counts) with a "
+               "missing-value flag, plus a learned periodic embedding of each (numeric_encoding=periodic), "
+               "or piecewise-linear encoded; strings one-hot or embedded; loss MSE on the standardised "
+               "target, metrics in the target's units.")
 
 
 def preprocessing(info: dict) -> tuple[dict, keras.KerasTensor]:
@@ -66,8 +74,6 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
     activation = (hp.Choice("activation", ["relu", "gelu", "selu", "elu", "tanh", "swish"],
                             default=cfg.activation) if hp else cfg.activation)
 
-    if cfg.numeric_encoding not in NUMERIC_ENCODINGS:
-        raise UserError(f"numeric_encoding {cfg.numeric_encoding!r}: choose {', '.join(NUMERIC_ENCODINGS)}")
     encoding = (hp.Choice("numeric_encoding", list(NUMERIC_ENCODINGS), default=cfg.numeric_encoding)
                 if hp else cfg.numeric_encoding)
     periodic = {"frequencies": cfg.periodic_frequencies, "dim": cfg.periodic_dim,
@@ -89,8 +95,6 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
     prediction = keras.layers.Rescaling(scale=info["target_std"], offset=info["target_mean"],
                                         dtype="float32", name=_safe(info["target"]))(standardized)
     model = keras.Model(inputs, prediction, name="tabular_mlp")
-    if cfg.loss not in ("mse", "huber"):
-        raise UserError(f"loss {cfg.loss!r}: choose mse or huber")
     # The loss is computed in target units and scaled by 1/std^2 (1/std for huber's linear part):
     # the same optimisation as on a standardised target, while metrics stay in target units.
     scale = info["target_std"] or 1.0
@@ -164,8 +168,11 @@ def parse_rows(inputs: list[str], info: dict) -> pd.DataFrame:
     return frame
 
 
-def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config) -> list[str]:
-    """Predicted target for each raw CSV row (or every row of each CSV file given)."""
+def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config, options: dict) -> list[str]:
+    """`<target> = <value>` for each raw CSV row (or every row of each CSV file given).
+
+    Raises UserError without inputs or for a row of the wrong width.
+    """
     if not inputs:
         raise UserError("give CSV rows (quoted) or a .csv file to predict")
     frame = parse_rows(inputs, info)

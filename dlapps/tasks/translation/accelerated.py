@@ -9,8 +9,12 @@ the arrays travel, `transformer` (pure keras.ops) trains there, and its weights 
     KERAS_BACKEND=jax python -m dlapps.tasks.translation.accelerated fit DIR OUT      # on the GPU machine
     python -m dlapps.tasks.translation.accelerated assemble DIR OUT RUN_DIR [--save]  # string-in model
 
-The assembled run directory holds model.keras, metrics.json (BLEU/chrF by `evaluate`), info.json,
-config.json, history.csv and plots, exactly like a `dlapps train` run.
+`fit` trains with `dlapps.training.fit_phases`, the one fit loop of `dlapps train` and tuning, on
+the token arrays; a callback (`GreedyBleu`) scores greedy BLEU on the validation sentences every
+`--eval-every` epochs and keeps the best weights. Nothing `fit` imports loads TensorFlow.
+`assemble` writes the run directory with `dlapps.runs.write_run` (model.keras, metrics.json with
+BLEU/chrF by `evaluate`, info.json, config.json, history.csv, plots), exactly like a `dlapps train`
+run, and with `--save` the model card with `runs.save_model_card`, naming the machine that trained.
 """
 
 from __future__ import annotations
@@ -18,18 +22,28 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from dlapps import config as config_lib
+from dlapps import runs
+from dlapps.errors import UserError
+
+GREEDY_SCORES = ("bleu", "chrf", "exact_match")
 
 
 def export(folder: Path, profile: str, sets: dict) -> None:
-    """Tokenize the configured data (TensorFlow) into arrays + info.json + config.json."""
+    """Tokenize the configured data (TensorFlow) into arrays + info.json + config.json in `folder`.
+
+    `arrays.npz` holds int32 `<split>_source_ids` (n, max_length) and `<split>_target_ids`
+    (n, max_length + 1, '[start] ... [end]') for train/val/test; `<split>.refs.json` the raw
+    sentences. Raises UserError as `load_data` does (unknown source, missing files, ...).
+    """
     import tensorflow as tf
 
     from dlapps.task import get_task
@@ -52,24 +66,27 @@ def export(folder: Path, profile: str, sets: dict) -> None:
         arrays[f"{split}_target_ids"] = target_ids(targets, info["target_vocabulary"], cfg.max_length, cfg.tokenizer)
         (folder / f"{split}.refs.json").write_text(json.dumps({"source": sources, "target": targets}))
     np.savez_compressed(folder / "arrays.npz", **{k: v.astype("int32") for k, v in arrays.items()})
-    (folder / "info.json").write_text(json.dumps(info))
-    (folder / "config.json").write_text(json.dumps({"task": "translation", "profile": profile,
-                                                    "config": config_lib.to_dict(cfg)}))
+    runs.write_json(folder / "info.json", info)
+    runs.write_json(folder / "config.json", {"task": "translation", "profile": profile,
+                                             "config": config_lib.to_dict(cfg)})
     print(f"exported {len(arrays['train_source_ids'])} train pairs to {folder}; "
           f"vocabularies {info['source_vocab_size']} / {info['target_vocab_size']}")
 
 
-def _load(folder: Path):
-    from dlapps.tasks.translation.data import Config
+def load_export(folder: Path):
+    """(Config, info, arrays) of a folder written by `export`; UserError when it is not one."""
+    from dlapps.tasks.translation.config import Config
 
-    saved = json.loads((folder / "config.json").read_text())
+    saved = runs.read_json(folder / "config.json", None)
+    if saved is None or not (folder / "arrays.npz").exists():
+        raise UserError(f"{folder} holds no export (config.json, arrays.npz); run `export {folder}` first")
     cfg = config_lib.coerce_all(Config, saved["config"])
-    info = json.loads((folder / "info.json").read_text())
-    return cfg, info, np.load(folder / "arrays.npz")
+    return cfg, runs.read_json(folder / "info.json", {}), np.load(folder / "arrays.npz")
 
 
 def corpus_scores(transformer, source_ids, references, info, cfg, beam_size: int) -> dict:
-    """BLEU, chrF and exact match of decoded `source_ids` against raw `references`."""
+    """BLEU, chrF (sacrebleu, 0-100) and exact match (0-1) of decoded `source_ids` (int, (n, length))
+    against the raw `references` (n strings), plus the first five hypotheses as "samples"."""
     import sacrebleu
 
     from dlapps.tasks.translation.decoding import decode, ids_to_tokens
@@ -108,120 +125,148 @@ def load_weights(transformer, out: Path) -> None:
     transformer.set_weights([values[k] for k in sorted(values)])
 
 
-def fit(folder: Path, out: Path, epochs: int | None, eval_every: int, sets: dict) -> None:
-    """Train `transformer` on the exported arrays with the active Keras backend; keep the best BLEU."""
-    import keras
+class GreedyBleu(keras.callbacks.Callback):
+    """Greedy BLEU of the validation sentences every `every` epochs (and after the last one); keeps
+    the best weights.
 
+    The best weights by (BLEU, chrF) (chrF breaks ties, e.g. single-token outputs) are written to
+    `out` with `save_weights` whenever they improve, and put back into the model when training ends.
+    `scores` maps each evaluated epoch (1-based) to {"val_greedy_bleu", "val_greedy_chrf",
+    "val_greedy_exact_match"}; `best` is the best (BLEU, chrF).
+    """
+
+    def __init__(self, source_ids: np.ndarray, references: list[str], info: dict, cfg, every: int, out: Path):
+        super().__init__()
+        self.source_ids, self.references, self.info, self.cfg = source_ids, references, info, cfg
+        self.every, self.out = max(1, every), Path(out)
+        self.scores: dict[int, dict[str, float]] = {}
+        self.best, self._best_weights = (-1.0, -1.0), None
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        if done % self.every and done != self.params.get("epochs"):
+            return
+        scores = corpus_scores(self.model, self.source_ids, self.references, self.info, self.cfg, beam_size=1)
+        self.scores[done] = {f"val_greedy_{name}": scores[name] for name in GREEDY_SCORES}
+        print(json.dumps({"epoch": done, **self.scores[done]}), scores["samples"][:2], flush=True)
+        if (scores["bleu"], scores["chrf"]) > self.best:
+            self.best = (scores["bleu"], scores["chrf"])
+            self._best_weights = self.model.get_weights()
+            save_weights(self.model, self.out)
+
+    def on_train_end(self, logs=None):
+        if self._best_weights is not None:
+            self.model.set_weights(self._best_weights)
+
+
+def fit(folder: Path, out: Path, epochs: int | None, eval_every: int, sets: dict) -> dict:
+    """Train `transformer` on the arrays `export` wrote, with the active Keras backend.
+
+    One `training.fit_phases` run (batch `cfg.batch_size`, arrays shuffled every epoch) with the
+    usual fit callbacks and `GreedyBleu`; the best weights (greedy validation BLEU) end in
+    `out/weights_*.npz`, and `out/fit.json` holds the history, the config, the backend, the
+    hardware and the beam-search scores of the best weights. `sets` overrides config keys
+    (`--set`), `epochs` the number of epochs. Returns what fit.json holds.
+    """
+    from dlapps.task import Phase
     from dlapps.tasks.translation.model import build_transformer, compile_model
+    from dlapps.training import fit_callbacks, fit_phases
 
-    cfg, info, arrays = _load(folder)
+    cfg, info, arrays = load_export(folder)
     cfg = dataclasses.replace(cfg, **{k: config_lib.coerce(type(cfg), k, v) for k, v in sets.items()})
     if epochs:
         cfg = dataclasses.replace(cfg, epochs=epochs)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
-    src, tgt = arrays["train_source_ids"], arrays["train_target_ids"]
-    info["steps_per_epoch"] = math.ceil(len(src) / cfg.batch_size)
-    transformer = build_transformer(cfg, info["source_vocab_size"], info["target_vocab_size"])
-    compile_model(transformer, cfg, info)
-    val_src, val_tgt = arrays["val_source_ids"], arrays["val_target_ids"]
+    source, target = arrays["train_source_ids"], arrays["train_target_ids"]
+    val_source, val_target = arrays["val_source_ids"], arrays["val_target_ids"]
+    info["steps_per_epoch"] = -(-len(source) // cfg.batch_size)
+    transformer = compile_model(build_transformer(cfg, info["source_vocab_size"], info["target_vocab_size"]),
+                                cfg, info)
     references = json.loads((folder / "val.refs.json").read_text())["target"]
-    history, best, start = [], (-1.0, -1.0), time.perf_counter()
-    for epoch in range(0, cfg.epochs, eval_every):
-        result = transformer.fit([src, tgt[:, :-1]], tgt[:, 1:], batch_size=cfg.batch_size, shuffle=True,
-                                 initial_epoch=epoch, epochs=min(cfg.epochs, epoch + eval_every), verbose=2,
-                                 validation_data=([val_src, val_tgt[:, :-1]], val_tgt[:, 1:]))
-        scores = corpus_scores(transformer, val_src, references, info, cfg, beam_size=1)
-        row = {"epoch": min(cfg.epochs, epoch + eval_every), "seconds": round(time.perf_counter() - start, 1),
-               **{k: float(v[-1]) for k, v in result.history.items()},
-               **{f"val_greedy_{k}": v for k, v in scores.items() if k != "samples"}}
-        history.append(row)
-        print(json.dumps(row), scores["samples"][:2], flush=True)
-        if (scores["bleu"], scores["chrf"]) > best:  # chrF breaks ties (e.g. single-token outputs)
-            best = (scores["bleu"], scores["chrf"])
-            save_weights(transformer, out)
-    final = {"best_val_greedy_bleu": best[0], "train_seconds": round(time.perf_counter() - start, 1),
-             "backend": keras.backend.backend(), "hardware": _hardware(), "history": history,
-             "config": config_lib.to_dict(cfg)}
-    load_weights(transformer, out)
-    final["val_beam"] = {k: v for k, v in corpus_scores(transformer, val_src, references, info, cfg,
-                                                         cfg.beam_size).items()}
-    (out / "fit.json").write_text(json.dumps(final, indent=2))
+    greedy_bleu = GreedyBleu(val_source, references, info, cfg, eval_every, out)
+    callbacks = fit_callbacks(cfg, "val_loss", "min", restore_best_weights=False) + [greedy_bleu]
+    start = time.perf_counter()
+    # Teacher forcing: the decoder reads [start] t1 .. tn and learns to write t1 .. tn [end].
+    history = fit_phases(transformer, ([source, target[:, :-1]], target[:, 1:]),
+                         ([val_source, val_target[:, :-1]], val_target[:, 1:]), [Phase("train", cfg.epochs)],
+                         cfg, callbacks, verbose=2, batch_size=cfg.batch_size)
+    seconds = round(time.perf_counter() - start, 1)
+    for name in GREEDY_SCORES:  # per epoch, None where the epoch was not scored
+        key = f"val_greedy_{name}"
+        history[key] = [greedy_bleu.scores.get(epoch, {}).get(key) for epoch in range(1, len(history["phase"]) + 1)]
+    final = {"best_val_greedy_bleu": greedy_bleu.best[0], "train_seconds": seconds,
+             "backend": keras.backend.backend(), "hardware": accelerator(), "history": history,
+             "config": config_lib.to_dict(cfg),
+             "val_beam": corpus_scores(transformer, val_source, references, info, cfg, cfg.beam_size)}
+    runs.write_json(out / "fit.json", final)
     print(json.dumps({k: v for k, v in final.items() if k != "history"}, indent=1))
+    return final
 
 
-def _hardware() -> str:
+def accelerator() -> str:
+    """The GPU(s) this process can train on, as nvidia-smi names them; else `runs.hardware()`.
+
+    (`runs.hardware` asks TensorFlow, which the machines this module serves do not have.)
+    """
     try:
-        import subprocess
-
-        return subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=20).stdout.strip() or "CPU"
+        names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                               capture_output=True, text=True, timeout=20).stdout.split("\n")
     except (OSError, subprocess.SubprocessError):
-        return "CPU"
+        names = []
+    return ", ".join(name.strip() for name in names if name.strip()) or runs.hardware()
 
 
-def assemble(folder: Path, out: Path, run_dir: Path, save: bool, overwrite: bool) -> None:
-    """The string-in training model with the trained weights, written as a normal run directory."""
-    import csv
+def assemble(folder: Path, out: Path, run_dir: Path, save: bool, overwrite: bool,
+             saved_models_root: str | Path = "saved_models") -> dict:
+    """The string-in training model with the weights `fit` left in `out`, written as a run directory.
 
-    from dlapps import training
-    from dlapps.runtime import Runtime
+    The data and vocabularies come from the config in `out/fit.json` (the export's, with `fit`'s
+    overrides); metrics are the task's `evaluate` (BLEU/chrF with `beam_size`) on val and test.
+    `save` also writes `saved_models/translation/` with a card naming the machine and backend
+    that trained. Raises UserError for a missing fit.json, or an existing run directory or
+    saved model without `overwrite`. Returns the metrics.
+    """
+    from dlapps.data.pipeline import with_batch_facts
     from dlapps.task import get_task
+    from dlapps.training import evaluate_splits
 
     task = get_task("translation")
-    fitted = json.loads((out / "fit.json").read_text())
+    fitted = runs.read_json(out / "fit.json", None)
+    if fitted is None:
+        raise UserError(f"{out / 'fit.json'} not found; run `fit {folder} {out}` first")
     cfg = config_lib.coerce_all(task.Config, fitted["config"])
-    data = task.load_data(cfg)
-    info = {**data.info, "steps_per_epoch": math.ceil(data.info["train_size"] / cfg.batch_size),
-            "global_batch_size": cfg.batch_size}
-    data = dataclasses.replace(data, info=info)
-    model = task.build_model(cfg, info)
+    saved_dir = Path(saved_models_root) / task.name
+    if save and (saved_dir / "model.keras").exists() and not overwrite:
+        raise UserError(f"{saved_dir} already holds a model; pass --overwrite to replace it")
+    run_dir = runs.writable_dir(Path(run_dir), overwrite)
+    data = with_batch_facts(task.load_data(cfg), cfg.batch_size)
+    model = task.build_model(cfg, data.info)
     load_weights(model.get_layer("transformer"), out)
-    run_dir.mkdir(parents=True, exist_ok=overwrite)
-    metrics = {"test": task.evaluate(model, data, cfg)}
-    if "test = validation" in info["source_description"]:
-        metrics["val"] = dict(metrics["test"])  # the same sentences: decode them once
-    else:
-        metrics["val"] = task.evaluate(model, dataclasses.replace(data, test=data.val), cfg)
-    metrics.update(epochs=cfg.epochs, train_seconds=fitted["train_seconds"], replicas=1,
-                   global_batch_size=cfg.batch_size, trained_on=f"{fitted['hardware']} (Keras {fitted['backend']} backend)")
-    training.write_json(run_dir / "metrics.json", metrics)
-    training.write_json(run_dir / "info.json", info)
-    training.write_json(run_dir / "config.json", {"task": task.name, "config": config_lib.to_dict(cfg),
-                                                   "runtime": {"note": "trained by accelerated.fit"}, "replicas": 1})
     model.save(run_dir / "model.keras")
-    history = {key: [row[key] for row in fitted["history"]] for key in fitted["history"][0] if key != "epoch"}
-    with open(run_dir / "history.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(fitted["history"][0]))
-        writer.writeheader()
-        writer.writerows(fitted["history"])
-    from dlapps import plots
-
-    (run_dir / "plots").mkdir(exist_ok=True)
-    plots.learning_curves({k: v for k, v in history.items() if k != "seconds"},
-                          run_dir / "plots" / "learning_curves.png", title="translation")
+    if "test = validation" in data.info["source_description"]:  # the same sentences: decode them once
+        test = task.evaluate(model, data, cfg)
+        metrics = {"test": test, "val": dict(test)}
+    else:
+        metrics = evaluate_splits(task, model, data, cfg)
+    history = fitted["history"]
+    if isinstance(history, list):  # a fit.json of an earlier version: one row per evaluation
+        history = {key: [row[key] for row in history] for key in history[0] if key != "epoch"}
+    trained_on = f"{fitted['hardware']}, Keras {fitted['backend']} backend, by dlapps.tasks.translation.accelerated"
+    metrics.update(epochs=len(history.get("phase", [])) or cfg.epochs, train_seconds=fitted["train_seconds"],
+                   replicas=1, global_batch_size=cfg.batch_size, trained_on=trained_on)
+    runs.write_run(run_dir, task, cfg, data.info, metrics, history,
+                   {"note": "trained by accelerated.fit", "backend": fitted["backend"]}, replicas=1)
     task.make_plots(model, data, cfg, run_dir / "plots")
     if save:
-        info = {**info, "model_notes": info["model_notes"] + (
-            f" This model was trained on {fitted['hardware']} with the Keras {fitted['backend']} backend in "
-            f"{fitted['train_seconds']} s by dlapps.tasks.translation.accelerated (fit on token arrays, "
-            "then assembled into the string-in model); `dlapps train` with the same config trains the same "
-            "architecture with TensorFlow.")}
-        saved = training.save_model_card(task, cfg, run_dir, Path("saved_models") / task.name, metrics, info, Runtime())
-        fix_card_hardware(saved / "README.md", fitted)
+        runs.save_model_card(task, cfg, run_dir, saved_dir, metrics, data.info, trained_on=trained_on)
     print(json.dumps(metrics, indent=1))
+    return metrics
 
 
-def fix_card_hardware(card: Path, fitted: dict) -> None:
-    """The card names the machine that ran `assemble`; name the one that trained instead."""
-    text = card.read_text(encoding="utf-8")
-    from dlapps import training
-
-    text = text.replace(f"({training._hardware()})", f"({fitted['hardware']}, Keras {fitted['backend']} backend)")
-    card.write_text(text, encoding="utf-8")
-
-
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """`export`, `fit` and `assemble` subcommands (see the module docstring); user errors print one
+    line and return 2."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("export")
@@ -242,15 +287,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--save", action="store_true")
     p.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
-    if args.command == "export":
-        sets = config_lib.parse_sets(args.set)
-        if args.data:
-            sets["data"] = args.data
-        export(args.folder, args.profile, sets)
-    elif args.command == "fit":
-        fit(args.folder, args.out, args.epochs, args.eval_every, config_lib.parse_sets(args.set))
-    else:
-        assemble(args.folder, args.out, args.run_dir, args.save, args.overwrite)
+    try:
+        if args.command == "export":
+            sets = config_lib.parse_sets(args.set)
+            if args.data:
+                sets["data"] = args.data
+            export(args.folder, args.profile, sets)
+        elif args.command == "fit":
+            fit(args.folder, args.out, args.epochs, args.eval_every, config_lib.parse_sets(args.set))
+        else:
+            assemble(args.folder, args.out, args.run_dir, args.save, args.overwrite)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

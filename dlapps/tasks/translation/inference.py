@@ -10,7 +10,7 @@ import numpy as np
 
 from dlapps.errors import UserError
 from dlapps.tasks.translation import subword
-from dlapps.tasks.translation.data import Config
+from dlapps.tasks.translation.config import Config
 from dlapps.tasks.translation.decoding import decode, ids_to_tokens
 from dlapps.tasks.translation.text import END, START
 
@@ -82,8 +82,12 @@ def evaluate(model, data, cfg: Config) -> dict[str, float]:
     return metrics
 
 
-def predict(model, inputs: list[str], info: dict, cfg: Config) -> list[str]:
-    """One translation per input sentence (a .txt file argument: one sentence per line)."""
+def predict(model, inputs: list[str], info: dict, cfg: Config, options: dict) -> list[str]:
+    """One translation per input sentence (a .txt file argument: one sentence per line), decoded
+    with `cfg.beam_size` and `cfg.length_penalty`; a truncation warning is printed to stderr.
+
+    Raises UserError without sentences or for an empty one.
+    """
     if not inputs:
         raise UserError('give sentences to translate, e.g. dlapps predict translation "a man is riding a bicycle ."')
     sentences = []

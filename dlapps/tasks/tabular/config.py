@@ -1,0 +1,44 @@
+"""The tabular task's configuration: data source, target column, MLP shape and regularisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from dlapps.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Config(TrainConfig):
+    """Tabular regression: data source, target column, MLP shape and regularisation."""
+
+    source: Literal["embedded", "california_housing", "file"] = "embedded"
+    """embedded (scikit-learn diabetes), california_housing (download), or file (--data CSV)."""
+    target: str = "target"
+    """Name of the column to predict."""
+    units: int = 128
+    depth: int = 3
+    activation: str = "relu"
+    """Any Keras activation name (relu, gelu, selu, elu, tanh, swish, ...)."""
+    dropout: float = 0.0
+    l2: float = 0.0
+    batch_norm: bool = False
+    loss: Literal["mse", "huber"] = "mse"
+    """mse or huber (both on the standardised target)."""
+    embedding_dim: int = 8
+    """String columns with more than `one_hot_max` categories are embedded with this size."""
+    one_hot_max: int = 12
+    kernel_initializer: str = "he_normal"
+    log_skewed: bool = True
+    """Feed log(1 + x) of non-negative numeric columns whose skewness exceeds 2 (counts, sizes)."""
+    numeric_encoding: Literal["standardize", "piecewise", "periodic"] = "standardize"
+    """standardize (z-score + missing flag); piecewise (piecewise-linear encoding over quantile bins);
+    or periodic (z-score + missing flag + a learned periodic embedding per column, see PeriodicEncoding)."""
+    periodic_frequencies: int = 16
+    """numeric_encoding=periodic: frequencies per column (each gives a cosine and a sine)."""
+    periodic_sigma: float = 1.0
+    """numeric_encoding=periodic: std of the initial frequencies (in units of the standardised column)."""
+    periodic_dim: int = 16
+    """numeric_encoding=periodic: size of each column's embedding (Dense + ReLU over its waves)."""
+    bins: int = 16
+    """Quantile bins per numeric column for numeric_encoding=piecewise."""
