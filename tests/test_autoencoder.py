@@ -59,6 +59,9 @@ def test_anomaly_class_is_left_out_of_training_only(trained):
     assert cfg.anomaly_class not in labels(result.data.train)
     assert cfg.anomaly_class not in labels(result.data.val)
     assert cfg.anomaly_class in labels(result.data.test)
+    # Evaluating a whole file (both fractions 0) keeps every image, the left-out class included.
+    whole = TASK.load_data(smoke_config(anomaly_class=3, val_fraction=0.0, test_fraction=0.0))
+    assert cfg.anomaly_class in labels(whole.train) and len(labels(whole.train)) == 1797
     with pytest.raises(UserError, match="anomaly_class=11"):
         TASK.load_data(smoke_config(anomaly_class=11))
 

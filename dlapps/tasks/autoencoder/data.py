@@ -9,7 +9,8 @@ Every element is `({"image": pixels, "label": class}, clean)`:
   anomaly ROC AUC;
 - `clean`: the noiseless image in [0, 1], the reconstruction target.
 With `anomaly_class = k`, digit k is removed from the training and validation splits and kept in
-the test split, where the reconstruction error should single it out.
+the test split, where the reconstruction error should single it out (evaluating a whole file,
+with both fractions 0, keeps it: every image is then in the one split evaluated).
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ def load_data(cfg: Config) -> Data:
         if cfg.anomaly_class not in set(np.unique(np.concatenate([splits.y_train, splits.y_test]))):
             raise UserError(f"anomaly_class={cfg.anomaly_class}: no image of that class in the data "
                             f"(classes: {', '.join(splits.class_names)})")
+    # Evaluating a whole file (both fractions 0: every image in `train`) keeps the left-out class,
+    # so that `dlapps evaluate` reports the anomaly ROC AUC over the whole file.
+    whole_file = cfg.val_fraction == 0 and cfg.test_fraction == 0
+    if cfg.anomaly_class is not None and not whole_file:
         x_train, y_train = x_train[y_train != cfg.anomaly_class], y_train[y_train != cfg.anomaly_class]
         x_val, y_val = x_val[y_val != cfg.anomaly_class], y_val[y_val != cfg.anomaly_class]
     info = {
