@@ -238,3 +238,88 @@ def test_worker_with_an_unreachable_chief_stops_after_a_bounded_wait(tmp_path):
     import os
 
     assert "KERASTUNER_TUNER_ID" not in os.environ  # the process environment is restored
+
+
+# ----------------------------------------------------------------------------- what really ran (tiny task)
+def _spy_tuner(monkeypatch) -> list:
+    """The tuners `tune` makes, appended to the returned list (with their GP fits counted)."""
+    from dlapps.tuning import hypermodel
+
+    made, real = [], hypermodel.make_tuner
+
+    def spy(*args, **kwargs):
+        tuner = real(*args, **kwargs)
+        tuner.gp_fits = 0
+        gpr = getattr(tuner.oracle, "gpr", None)
+        if gpr is not None:
+            fit = gpr.fit
+
+            def counted(*a, **k):
+                tuner.gp_fits += 1
+                return fit(*a, **k)
+            gpr.fit = counted
+        made.append(tuner)
+        return tuner
+    monkeypatch.setattr(hypermodel, "make_tuner", spy)
+    return made
+
+
+def test_bayesian_tuner_fits_a_gaussian_process_after_its_initial_points(tmp_path, monkeypatch):
+    import keras_tuner
+    from tiny_task import RECIPE, TINY, TinyConfig
+
+    made = _spy_tuner(monkeypatch)
+    result = tuning.tune(TINY, TinyConfig(), tuner="bayesian", max_trials=4, run_dir=tmp_path / "tune",
+                         search=RECIPE["search"], quiet=True)
+    (tuner,) = made
+    assert type(tuner.oracle) is keras_tuner.oracles.BayesianOptimizationOracle
+    assert tuner.oracle.num_initial_points == 2  # a third of the budget, at least 2 (KerasTuner: 3 x dims)
+    assert tuner.oracle.max_trials == 4
+    assert len(result.trials) == 4
+    assert tuner.gp_fits == 2  # trials 3 and 4 were proposed by the Gaussian process
+
+
+def test_executions_per_trial_are_averaged(tmp_path, monkeypatch):
+    import numpy as np
+    from tiny_task import RECIPE, TINY, TinyConfig
+
+    from dlapps.tuning.hypermodel import TaskHyperModel
+
+    bests, real_fit = [], TaskHyperModel.fit
+
+    def fit(self, hp, model, *args, **kwargs):
+        history = real_fit(self, hp, model, *args, **kwargs)
+        bests.append(min(history.history["val_loss"]))
+        return history
+    monkeypatch.setattr(TaskHyperModel, "fit", fit)
+    result = tuning.tune(TINY, TinyConfig(), max_trials=2, executions_per_trial=3, run_dir=tmp_path / "tune",
+                         search=RECIPE["search"], quiet=True)
+    assert len(bests) == 6  # 2 trials x 3 executions, run one trial after the other
+    scores = {row["trial"]: row["val_loss"] for row in result.trials}
+    for trial in ("0", "1"):
+        runs_of_trial = bests[3 * int(trial): 3 * int(trial) + 3]
+        assert len(set(runs_of_trial)) == 3  # fresh weights each time: different runs ...
+        assert scores[trial] == pytest.approx(np.mean(runs_of_trial), rel=1e-6)  # ... whose mean is the score
+
+
+def test_tune_command_line_reaches_the_search(tmp_path, monkeypatch, capsys):
+    """`dlapps tune` with --tuner, --objective, --executions-per-trial and --train-best, on the tiny task."""
+    import tiny_task
+
+    tiny_task.register(monkeypatch)
+    made = _spy_tuner(monkeypatch)
+    assert cli.main(["tune", "tiny", "--profile", "smoke", "--tuner", "bayesian", "--max-trials", "2",
+                     "--executions-per-trial", "2", "--objective", "loss:min", "--train-best",
+                     "--run-dir", str(tmp_path / "tune"), "--quiet"]) == 0
+    (tuner,) = made
+    assert type(tuner.oracle).__name__ == "BayesianOptimizationOracle"
+    assert tuner.executions_per_trial == 2
+    assert tuner.oracle.objective.name == "loss" and tuner.oracle.objective.direction == "min"
+    manifest = json.loads((tmp_path / "tune" / "tune.json").read_text())
+    assert manifest["tuner"] == "bayesian" and manifest["objective"] == "loss"
+    rows = _read_trials(tmp_path / "tune" / "trials.csv")
+    assert len(rows) == 2 and float(rows[0]["loss"]) <= float(rows[1]["loss"])
+    best = tmp_path / "tune" / "best"
+    assert (best / "model.keras").exists() and (best / "metrics.json").exists()
+    trained = json.loads((best / "config.json").read_text())["config"]
+    assert trained["units"] == int(rows[0]["units"])  # the best trial's value, retrained
