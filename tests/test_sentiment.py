@@ -188,3 +188,91 @@ def test_unknown_source():
     with pytest.raises(UserError, match="unknown source 'yelp'"):
         TASK.load_data(TASK.config(source="yelp"))
     assert to_dataset(TextTable(["x"], np.asarray([1], np.int32))).cardinality() == 1
+
+
+# ----------------------------------------------------------------------------- pretrained word vectors
+def _vector_file(path, words, dim=8, seed=0):
+    """A GloVe-layout text file with a random vector for each of `words`."""
+    rng = np.random.default_rng(seed)
+    path.write_text("".join(f"{w} " + " ".join(f"{v:.4f}" for v in rng.normal(size=dim)) + "\n" for w in words),
+                    encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def with_vectors(tmp_path_factory):
+    """Smoke data, a vector file covering all but 3 of its words, and a config using it in both channels."""
+    root = tmp_path_factory.mktemp("vectors")
+    cfg = config.resolve(TASK, "smoke", {"embedded_size": "400"})
+    data = TASK.load_data(cfg)
+    words = data.info["vocabulary"][:-3]
+    path = _vector_file(root / "vectors.txt", ["unrelated"] + words)
+    cfg = config.resolve(TASK, "smoke", {"embedded_size": "400", "embeddings": str(path), "epochs": "1",
+                                         "pretrained_channels": "both", "fine_tune_epochs": "1"})
+    return cfg, TASK.load_data(cfg), path
+
+
+def test_vectors_fill_the_embedding_rows_and_coverage_is_recorded(with_vectors):
+    cfg, data, path = with_vectors
+    vocabulary = data.info["vocabulary"]
+    coverage = data.info["embeddings"]
+    assert coverage["vocabulary_words"] == len(vocabulary) and coverage["words_found"] == len(vocabulary) - 3
+    assert 0 < coverage["tokens"] < 1 and "word vectors" in data.info["source_description"]
+    model = TASK.build_model(cfg, {**data.info, "steps_per_epoch": 1})
+    first = {line.split(" ")[0]: np.float32(line.split(" ")[1:]) for line in path.read_text().splitlines()}
+    for name in ("static_vectors", "tuned_vectors"):
+        table = model.get_layer(name).embeddings.numpy()
+        assert table.shape == (len(vocabulary) + 2, 8)  # only the vocabulary's rows
+        np.testing.assert_array_equal(table[2 + 5], first[vocabulary[5]])
+    assert model.get_layer("embedding").embeddings.shape == (len(vocabulary) + 2, cfg.embedding_dim)
+
+
+def test_frozen_then_fine_tuned_phases_move_the_right_weights(with_vectors, tmp_path):
+    cfg, data, _ = with_vectors
+    model = TASK.build_model(cfg, {**data.info, "steps_per_epoch": 10})
+    phases = TASK.phases(cfg)
+    assert [p.name for p in phases] == ["train", "fine_tune"]
+
+    def tables():
+        return {name: model.get_layer(name).embeddings.numpy().copy()
+                for name in ("embedding", "static_vectors", "tuned_vectors")}
+
+    def moved(before, after):
+        return {name for name in before if not np.array_equal(before[name], after[name])}
+
+    train = batched(data.train, 32, shuffle=True, seed=0)
+    before = tables()
+    history = training.fit_phases(model, train, batched(data.val, 256), phases[:1], cfg, callbacks=[])
+    middle = tables()
+    assert moved(before, middle) == {"embedding"}  # phase 1: the pretrained channels stay frozen
+    history2 = training.fit_phases(model, train, None, phases[1:], cfg, callbacks=[], initial_epoch=1)
+    assert moved(middle, tables()) == {"embedding", "tuned_vectors"}  # phase 2: the tuned copy moves, static never
+    assert float(model.optimizer.learning_rate) == pytest.approx(cfg.fine_tune_learning_rate)
+    assert history["phase"] + history2["phase"] == ["train", "fine_tune"]
+
+
+def test_model_with_vectors_saves_and_takes_raw_strings(with_vectors, tmp_path):
+    cfg, data, _ = with_vectors
+    model = TASK.build_model(cfg, {**data.info, "steps_per_epoch": 1})
+    model.fit(batched(data.train, 32), epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded, _ = runs.load_model(tmp_path / "m.keras")
+    texts = ["the movie was not good but awful", "qqq unknown words", ""]
+    np.testing.assert_allclose(text_probabilities(loaded, texts), text_probabilities(model, texts), rtol=1e-5, atol=1e-6)
+    assert not loaded.get_layer("static_vectors").trainable
+
+
+def test_bad_vector_settings_end_with_one_line(tmp_path, capsys):
+    assert cli.main(["train", "sentiment", "--profile", "smoke", "--runs-dir", str(tmp_path),
+                     "--set", f"embeddings={tmp_path / 'nothing.vec'}"]) == 2
+    assert "no such file; use none, glove.6B.50d" in capsys.readouterr().err
+    bad = tmp_path / "bad.txt"
+    bad.write_text("good 0.1 0.2\nbad 0.3\n", encoding="utf-8")
+    assert cli.main(["train", "sentiment", "--profile", "smoke", "--runs-dir", str(tmp_path),
+                     "--set", f"embeddings={bad}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "line 2 has 1 values, line 1 has 2" in err and len(err.splitlines()) == 1
+    with pytest.raises(UserError, match="pretrained_channels = 'dynamic': choose one of static, tuned, both"):
+        config.resolve(TASK, "smoke", {"pretrained_channels": "dynamic"})
+    with pytest.raises(UserError, match="embedding_dim = 0 needs pretrained vectors"):
+        TASK.build_model(config.resolve(TASK, "smoke", {"embedding_dim": "0"}), {"vocabulary": ["a"]})

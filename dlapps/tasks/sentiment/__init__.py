@@ -3,7 +3,7 @@
 from dlapps.task import Task
 from dlapps.tasks.sentiment.config import Config
 from dlapps.tasks.sentiment.data import load_data
-from dlapps.tasks.sentiment.model import MODEL_NOTES, build_model, evaluate, make_plots, predict
+from dlapps.tasks.sentiment.model import MODEL_NOTES, build_model, evaluate, make_plots, phases, predict
 
 TASK = Task(
     name="sentiment",
@@ -14,6 +14,7 @@ TASK = Task(
     evaluate=evaluate,
     predict=predict,
     make_plots=make_plots,
+    phases=phases,
     objective=("val_accuracy", "max"),
     model_notes=MODEL_NOTES,
 )

