@@ -31,6 +31,10 @@
 # %%
 import os
 
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
 import numpy as np
 
 import dlapps
@@ -57,23 +61,32 @@ print("train", splits.x_train.shape, splits.x_train.dtype, "val", splits.x_val.s
 print("images per class in validation:", np.bincount(splits.y_val))
 
 # %%
-from dlapps import plots
-
-grid = plots.image_grid(splits.x_train[:16], "mnist_examples.png", titles=[str(y) for y in splits.y_train[:16]])
-print("wrote", grid)
+fig, axes = plt.subplots(2, 8, figsize=(10, 3))
+for ax, image, label in zip(axes.ravel(), splits.x_train[:16], splits.y_train[:16]):
+    ax.imshow(image[..., 0], cmap="gray")
+    ax.set_title(str(label))
+    ax.axis("off")
+plt.show()
+assert splits.x_train.dtype == np.uint8 and splits.x_train.shape[1:] == (28, 28, 1)
 
 # %% [markdown]
 # ## The model
 #
 # `build_model` writes the network with the Functional API. Count the parameters: the
 # convolutions are cheap (a 3x3 filter has 9 weights per input channel); most weights sit in the
-# dense "features" layer. That layer's 128 (here `dense_units`) numbers are the network's own
-# description of the digit; the GAN task reuses it to judge generated digits.
+# dense "features" layer. That layer's `dense_units` numbers (128 in the full profile) are the
+# network's own description of the digit; the GAN task reuses it to judge generated digits. The
+# model's input is raw uint8 pixels: `Rescaling(1/255)` is its first layer.
 
 # %%
 info = {"num_classes": len(splits.class_names), "image_shape": [28, 28, 1], "steps_per_epoch": 10}
 model = task.build_model(cfg, info)
 model.summary()
+conv_weights = sum(layer.count_params() for layer in model.layers if "conv" in layer.name)
+features_weights = model.get_layer("features").count_params()
+print(f"conv layers: {conv_weights:,} weights; dense features layer: {features_weights:,}")
+assert features_weights > conv_weights and features_weights > model.count_params() / 2
+assert model.inputs[0].dtype == "uint8" and model.layers[1].name == "rescale"
 
 # %% [markdown]
 # ## Training
@@ -89,12 +102,23 @@ print(f"test accuracy {test['accuracy']:.3f}, macro F1 {test['macro_f1']:.3f} on
 print("recall per digit:", {name: round(test[f"recall_{name}"], 2) for name in splits.class_names})
 
 # %% [markdown]
-# The run directory holds the learning curves, the confusion matrix (which digits are mistaken
-# for which) and a grid of the most confident mistakes: look at them, many are digits a person
-# would hesitate over too.
+# The run directory's `plots/` holds the learning curves, the confusion matrix (rows: the true
+# digit, columns: what the network said; everything off the diagonal is a mistake) and a grid of
+# the most confident mistakes, titled `true->predicted p`. Here they are:
 
 # %%
-print(sorted(p.name for p in (result.run_dir / "plots").iterdir()))
+plots_dir = result.run_dir / "plots"
+for name in ("learning_curves.png", "confusion_matrix.png", "worst_mistakes.png"):
+    if (plots_dir / name).exists():  # worst_mistakes.png only when there is a mistake
+        fig, ax = plt.subplots(figsize=(10, 6))
+        ax.imshow(plt.imread(plots_dir / name))
+        ax.set_title(name)
+        ax.axis("off")
+        plt.show()
+mistakes = int(round((1 - test["accuracy"]) * test["n"]))
+print(f"{mistakes} mistakes on {test['n']} test digits")
+assert (plots_dir / "confusion_matrix.png").exists() and (plots_dir / "learning_curves.png").exists()
+assert (plots_dir / "worst_mistakes.png").exists() == (mistakes > 0)
 
 # %% [markdown]
 # ## Predicting on your own image
@@ -111,13 +135,31 @@ digit = splits.x_test[0]
 paper = Image.new("L", (120, 90), 230)
 paper.paste(Image.fromarray(255 - digit[..., 0]).resize((50, 50)), (40, 20))
 paper.save("my_digit.png")
+from dlapps.data.digits import read_digit
+
+fig, axes = plt.subplots(1, 2, figsize=(6, 2.5))
+axes[0].imshow(np.asarray(paper), cmap="gray", vmin=0, vmax=255)
+axes[0].set_title("my_digit.png")
+axes[1].imshow(read_digit("my_digit.png")[..., 0], cmap="gray")
+axes[1].set_title("what the model sees")
+for ax in axes:
+    ax.axis("off")
+plt.show()
 print(task.predict(result.model, ["my_digit.png"], result.data.info, cfg, task.predict_options))
 print("true label:", splits.y_test[0])
+assert read_digit("my_digit.png").mean() < 128  # inverted: light ink on a dark background, like MNIST
 
 # %% [markdown]
 # ## Going further
 #
 # - Real MNIST: `dlapps train mnist --profile full --data ../shared/data/mnist-sample/mnist_sample.npz`
-#   reaches about 99% validation accuracy (the committed `saved_models/mnist/`).
+#   reaches about 99% validation accuracy (the committed `saved_models/mnist/`, checked below).
+# - Why did it say that? `dlapps explain mnist my_digit.png` writes Grad-CAM and saliency overlays
+#   (`lesson_cnn` § 8).
 # - Fashion-MNIST: `--set dataset=fashion_mnist --set source=tfds`.
 # - Tune depth and width: `dlapps tune mnist` searches the `[search]` table of `tasks/mnist.toml`.
+
+# %%
+committed = json.loads((Path(dlapps.__file__).resolve().parents[1] / "saved_models" / "mnist" / "metrics.json").read_text())
+print("committed model, validation accuracy:", committed["val"]["accuracy"])
+assert 0.985 < committed["val"]["accuracy"] < 0.995
