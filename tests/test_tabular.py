@@ -141,3 +141,31 @@ def test_mirrored_with_a_first_batch_that_splits_unevenly(runs):
     result = training.train(TASK, smoke(epochs=2, batch_size=256), Runtime(strategy="mirrored", devices="cpu:2"),
                             **runs)
     assert result.metrics["replicas"] == 2 and result.metrics["test"]["n"] == 67
+
+
+def test_packed_ensemble_trains_each_member_on_its_own_error_and_round_trips(tmp_path, runs):
+    """ensemble=k: k MLPs in one model; the training loss is the mean of the members' own losses."""
+    import keras
+
+    from dlapps.tasks.tabular.model import EnsembleMean
+
+    members = np.array([[1.0, 3.0], [0.0, 4.0]], np.float32)
+    layer = EnsembleMean()
+    np.testing.assert_allclose(np.asarray(layer(members, training=False)), [[2.0], [2.0]])
+    layer(members, training=True)
+    # spread = mean (p_i - mean)^2 = 2.5; + error(mean)^2 for y = 0 (4.0) = mean member error 6.5
+    assert float(layer.losses[-1]) == pytest.approx(2.5)
+    assert 4.0 + 2.5 == pytest.approx(float(np.mean(members ** 2)))
+
+    path = mixed_csv(tmp_path / "prices.csv")
+    cfg = smoke(data=str(path), target="price", epochs=40, learning_rate=0.01, ensemble=4, batch_norm=True,
+                numeric_encoding="periodic", periodic_sigma="0.1")
+    result = training.train(TASK, cfg, **runs)
+    assert result.model.get_layer("dense_1").kernel.shape == (4, cfg.units, cfg.units)  # 4 members' weights
+    assert result.metrics["test"]["r2"] > 0.8, result.metrics["test"]
+    loaded, info = load_model(result.run_dir / "model.keras")
+    rows = ["0.5,red,,", "0.5,blue,1.0"]
+    assert TASK.predict(loaded, rows, info, cfg, {}) == TASK.predict(result.model, rows, result.data.info, cfg, {})
+    with pytest.raises(dlapps.UserError, match="ensemble"):
+        TASK.build_model(dataclasses.replace(cfg, ensemble=0), result.data.info)
+    assert isinstance(keras.saving.get_registered_object("dlapps>EnsembleMean"), type)

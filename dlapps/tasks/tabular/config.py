@@ -18,6 +18,10 @@ class Config(TrainConfig):
     """Name of the column to predict."""
     units: int = 128
     depth: int = 3
+    ensemble: int = 1
+    """Members of a packed MLP ensemble (k MLPs of `units` x `depth` on the shared column encodings,
+    computed as one batched layer, each trained on its own error, predicting their mean; TabM-style,
+    Gorishniy et al. 2024). 1: one MLP."""
     activation: str = "relu"
     """Any Keras activation name (relu, gelu, selu, elu, tanh, swish, ...)."""
     dropout: float = 0.0

@@ -82,15 +82,21 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
     inputs, x = preprocessing({**info, "one_hot_max": cfg.one_hot_max, "embedding_dim": cfg.embedding_dim,
                                "numeric_encoding": encoding, "periodic": periodic})
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
-    for i in range(depth):
-        x = keras.layers.Dense(units, kernel_initializer=cfg.kernel_initializer,
-                               kernel_regularizer=regularizer, use_bias=not batch_norm, name=f"dense_{i}")(x)
-        if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"batch_norm_{i}")(x)
-        x = keras.layers.Activation(activation, name=f"{activation}_{i}")(x)
-        if dropout > 0:
-            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
-    standardized = keras.layers.Dense(1, dtype="float32", name="standardized_prediction")(x)
+    if cfg.ensemble < 1:
+        raise UserError(f"ensemble={cfg.ensemble}: give the number of MLPs, at least 1")
+    if cfg.ensemble > 1:
+        standardized = packed_ensemble(x, cfg.ensemble, units, depth, activation, dropout, batch_norm,
+                                       cfg.kernel_initializer, regularizer)
+    else:
+        for i in range(depth):
+            x = keras.layers.Dense(units, kernel_initializer=cfg.kernel_initializer,
+                                   kernel_regularizer=regularizer, use_bias=not batch_norm, name=f"dense_{i}")(x)
+            if batch_norm:
+                x = keras.layers.BatchNormalization(name=f"batch_norm_{i}")(x)
+            x = keras.layers.Activation(activation, name=f"{activation}_{i}")(x)
+            if dropout > 0:
+                x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+        standardized = keras.layers.Dense(1, dtype="float32", name="standardized_prediction")(x)
     # Back to the target's own units, so predictions and metrics read in (e.g.) USD.
     prediction = keras.layers.Rescaling(scale=info["target_std"], offset=info["target_mean"],
                                         dtype="float32", name=_safe(info["target"]))(standardized)
@@ -104,6 +110,80 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse"),
                            keras.metrics.MeanAbsoluteError(name="mae")])
     return model
+
+
+@keras.saving.register_keras_serializable(package="dlapps")
+class EnsembleMean(keras.layers.Layer):
+    """Member predictions (batch, k) -> their mean (batch, 1), float32.
+
+    In training it also adds the members' spread, mean over batch and members of
+    (p_i - mean)^2, as a loss. For squared error, error(mean)^2 + spread = the mean of the members'
+    own squared errors (the bias-variance identity), so with an MSE loss on the mean each member is
+    trained on its own error, as TabM's members are (Gorishniy et al. 2024, "TabM: Advancing Tabular
+    Deep Learning with Parameter-Efficient Ensembling"), while the model keeps one output.
+    `spread_weight` scales that loss: the main loss's weight in the units of the members' predictions.
+    """
+
+    def __init__(self, spread_weight: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.spread_weight = float(spread_weight)
+
+    def call(self, members, training=None):
+        members = keras.ops.cast(members, "float32")
+        mean = keras.ops.mean(members, axis=-1, keepdims=True)
+        if training:
+            self.add_loss(self.spread_weight * keras.ops.mean(keras.ops.square(members - mean)))
+        return mean
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 1)
+
+    def get_config(self):
+        return {**super().get_config(), "spread_weight": self.spread_weight}
+
+
+def _member_initializer(name: str, members: int):
+    """`name` (a Keras initializer) for a kernel of shape (members, fan_in, fan_out).
+
+    Keras counts the leading member axis into fan_in/fan_out; a variance-scaling initializer
+    (he_normal, glorot_uniform, ...) gets its scale multiplied by `members` so that each member
+    starts as a single Dense layer would.
+    """
+    initializer = keras.initializers.get(name)
+    if isinstance(initializer, keras.initializers.VarianceScaling):
+        return keras.initializers.VarianceScaling(scale=initializer.scale * members, mode=initializer.mode,
+                                                  distribution=initializer.distribution)
+    return initializer
+
+
+def packed_ensemble(features, members: int, units: int, depth: int, activation: str, dropout: float,
+                    batch_norm: bool, kernel_initializer: str, regularizer) -> keras.KerasTensor:
+    """`members` independent MLPs (`depth` x `units`) over `features` (batch, d), as einsum layers.
+
+    Each hidden layer is one EinsumDense with a kernel (members, fan_in, units): every member has
+    its own weights, and all are computed in one batched matmul. Batch norm keeps statistics per
+    member and unit. Returns the members' mean standardized prediction (batch, 1), via
+    `EnsembleMean` (which trains each member on its own error).
+    """
+    x = features
+    for i in range(depth):
+        equation = "bd,kdu->bku" if i == 0 else "bkd,kdu->bku"
+        x = keras.layers.EinsumDense(equation, output_shape=(members, units),
+                                     bias_axes=None if batch_norm else "ku",
+                                     kernel_initializer=_member_initializer(kernel_initializer, members),
+                                     kernel_regularizer=regularizer, name=f"dense_{i}")(x)
+        if batch_norm:  # statistics per (member, unit): Keras' BatchNormalization takes one axis
+            x = keras.layers.Reshape((members * units,), name=f"flat_{i}")(x)
+            x = keras.layers.BatchNormalization(name=f"batch_norm_{i}")(x)
+            x = keras.layers.Reshape((members, units), name=f"members_{i}")(x)
+        x = keras.layers.Activation(activation, name=f"{activation}_{i}")(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    x = keras.layers.EinsumDense("bkd,kdo->bko", output_shape=(members, 1), bias_axes="ko",
+                                 kernel_initializer=_member_initializer("glorot_uniform", members),
+                                 dtype="float32", name="member_predictions")(x)
+    x = keras.layers.Reshape((members,), dtype="float32", name="members")(x)
+    return EnsembleMean(name="standardized_prediction")(x)
 
 
 def _safe(name: str) -> str:
