@@ -39,9 +39,23 @@ def test_task_contract(name, runs):
                                np.asarray(loaded.predict_on_batch(batch)), rtol=1e-5, atol=1e-5)
 
 
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
 @pytest.mark.parametrize("name", dlapps.list_tasks())
 def test_recipe_profiles_resolve(name):
+    """Each profile gives the values its recipe sets, and the task's defaults for everything else."""
     task = dlapps.get_task(name)
-    for profile in config.PROFILES:
+    profiles = config.load_recipe(name)["profiles"]
+    assert set(config.PROFILES) <= set(profiles)
+    defaults = task.Config()
+    for profile, values in profiles.items():
         cfg = config.resolve(task, profile)
         assert isinstance(cfg, task.Config)
+        for key, value in values.items():
+            assert _plain(getattr(cfg, key)) == _plain(value), (profile, key)
+        implied = {"source"} if values.get("data") else set()  # a data path means a local file source
+        for field in dataclasses.fields(task.Config):
+            if field.name not in values and field.name not in implied:
+                assert getattr(cfg, field.name) == getattr(defaults, field.name), (profile, field.name)
