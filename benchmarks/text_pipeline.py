@@ -3,7 +3,7 @@
 The same compiled model (built by the task, tokenization inside) is trained for the same number
 of epochs twice, from fresh weights each time:
 
-1. tf.data: `training.batched(dataset, cache=True, shuffle=True)` -- the project's one pipeline
+1. tf.data: `pipeline.batched(dataset, cache=True, shuffle=True)` -- the project's one pipeline
    (cache, shuffle, batch with parallel calls, prefetch), as `dlapps train` feeds it;
 2. NumPy: `model.fit(x=np.array(texts, dtype=object), y=labels, batch_size=...)`, Keras slicing
    in-memory arrays itself.
@@ -35,7 +35,8 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from dlapps import config, get_task, training
+    from dlapps import config, get_task
+    from dlapps.data.pipeline import batched
 
     task = get_task(args.task)
     cfg = config.resolve(task, args.profile, {"batch_size": str(args.batch_size), "epochs": str(args.epochs + 1)})
@@ -54,7 +55,7 @@ def main() -> None:
         feed(model, args.epochs)
         return len(x) * args.epochs / (time.perf_counter() - start)
 
-    pipeline = training.batched(data.train, args.batch_size, shuffle=True, cache=True, seed=cfg.seed)
+    pipeline = batched(data.train, args.batch_size, shuffle=True, cache=True, seed=cfg.seed)
 
     def with_tf_data(model, epochs):  # the same dataset object each time: the warm-up fills the cache
         model.fit(pipeline, epochs=epochs, shuffle=False, verbose=0)  # `batched` shuffles

@@ -48,7 +48,7 @@ def evaluate(task: str | Task, model_path: str | Path | None = None,
     if path is None:
         raise UserError(f"no trained {task.name} model found in {', '.join(map(str, runs.model_search_path(task.name)))}")
     cfg, _ = runs.model_config(task, path, sets)
-    return training.evaluate(task, path, cfg)
+    return training.evaluate(task, path, cfg, whole_file="data" in (sets or {}))
 
 
 def tune(task: str | Task, profile: str = "demo", sets: dict[str, Any] | None = None, **kwargs):

@@ -162,7 +162,8 @@ def _resolve(args):
 
 
 def _model_and_config(args):
-    """(task, model path or None, Config, predict options) of evaluate/predict: the model's own config."""
+    """(task, model path or None, Config, predict options, whether data were given) of evaluate and
+    predict: the model's own config, with the inference-time --set values and --data."""
     from dlapps import config, get_task, runs
 
     task = get_task(args.task)
@@ -171,7 +172,7 @@ def _model_and_config(args):
         sets["data"] = args.data
     path = runs.find_model(task.name, args.model)
     cfg, options = runs.model_config(task, path, sets)
-    return task, path, cfg, options
+    return task, path, cfg, options, "data" in sets
 
 
 def _no_model(task_name: str):
@@ -209,11 +210,11 @@ def run(args) -> int:
     if args.command in ("evaluate", "predict"):
         from dlapps import runs, training
 
-        task, path, cfg, options = _model_and_config(args)
+        task, path, cfg, options, data_given = _model_and_config(args)
         if args.command == "evaluate":
             if path is None:
                 raise _no_model(task.name)
-            print(json.dumps(training.evaluate(task, path, cfg), indent=2))
+            print(json.dumps(training.evaluate(task, path, cfg, whole_file=data_given), indent=2))
             return 0
         pretrained = task.pretrained(cfg) if path is None else None
         if path is None and pretrained is None:

@@ -228,7 +228,9 @@ def evaluate_splits(task: Task, model, data: Data, cfg) -> dict[str, Any]:
 def evaluate(task: Task, model_path: str | Path, cfg, whole_file: bool | None = None) -> dict[str, float]:
     """The task's metrics of a saved model on the test split of `cfg`'s data.
 
-    With a local file (`cfg.data`), the whole file is the evaluation set (`whole_file`).
+    With `whole_file` (a data file given for evaluation), the whole of `cfg.data` is the
+    evaluation set; by default only when `cfg.data` is set (a model's saved config also names
+    the file it was trained on: callers that start from it say `whole_file=False`).
     """
     model, saved_info = runs.load_model(model_path)
     if whole_file is None:

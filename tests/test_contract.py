@@ -11,6 +11,8 @@ import pytest
 
 import dlapps
 from dlapps import config, training
+from dlapps.runs import load_model
+from dlapps.data import pipeline
 from dlapps.task import Task
 
 
@@ -33,8 +35,8 @@ def test_task_contract(name, runs):
                   "plots/learning_curves.png"):
         assert (result.run_dir / name_).exists(), name_
     # Save/load round trip: identical predictions on the same raw batch.
-    loaded, _ = training.load_model(result.run_dir / "model.keras")
-    batch = next(iter(training.batched(data.test.map(lambda *xs: xs[0]), 8)))
+    loaded, _ = load_model(result.run_dir / "model.keras")
+    batch = next(iter(pipeline.batched(data.test.map(lambda *xs: xs[0]), 8)))
     np.testing.assert_allclose(np.asarray(result.model.predict_on_batch(batch)),
                                np.asarray(loaded.predict_on_batch(batch)), rtol=1e-5, atol=1e-5)
 
