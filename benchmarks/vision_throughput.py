@@ -4,7 +4,7 @@
     python benchmarks/vision_throughput.py --data ../shared/data/mnist-sample/mnist_sample.npz --profile full
 
 Four runs of the same model and data in one process, each timed over `--epochs` epochs after one
-warm-up epoch (tracing/compilation excluded): input from `training.batched` (the tf.data pipeline
+warm-up epoch (tracing/compilation excluded): input from `data.pipeline.batched` (the tf.data pipeline
 `dlapps train` uses: cached, shuffled, prefetched) or from NumPy arrays given to `fit`, each with
 and without `jit_compile`. Prints images/s and the ratios against the NumPy, no-XLA baseline;
 figures depend on the machine, so compare ratios, measured in the same run.
@@ -38,7 +38,7 @@ def main() -> None:
     import keras
 
     from dlapps import config, get_task
-    from dlapps.training import batched
+    from dlapps.data.pipeline import batched
 
     task = get_task("mnist")
     sets = {"data": args.data} if args.data else {}

@@ -17,7 +17,15 @@ Sources (`--set source=...`, `--set dataset=mnist|fashion_mnist`):
 | `embedded` | scikit-learn's 1,797 handwritten digits (8x8, 17 gray levels), upscaled to 20x20 and centred in 28x28 like MNIST; offline |
 | `tfds`     | `tfds.load("mnist" / "fashion_mnist")` (download, official 60k/10k split)         |
 | `keras`    | `keras.datasets.mnist / fashion_mnist.load_data()` (download, same split)         |
-| `file`     | `--data PATH`: a `.npz` (keras.datasets layout `x_train, y_train, x_test, y_test`, or `x, y`) or a folder with one sub-folder of images per class (any size/mode; resized to 28x28 gray) |
+| `file`     | `--data PATH`: a `.npz` (keras.datasets layout `x_train, y_train, x_test, y_test`, or `x, y`) or a folder with one sub-folder of images per class (any size/mode, read as `predict` reads a file: `read_digit`) |
+
+Image folders are read exactly as `predict` reads a file (`read_digit`: EXIF orientation,
+transparency, dark-on-light inverted by the `auto` rule, MNIST centring for mnist), so that a
+model is trained, evaluated and used on the same pixels. Unreadable files and images that come
+out blank are skipped, counted in the data description and reported on stderr. Evaluation
+(`model_labels`) maps the folder names to the model's class names, so a folder set with only
+some classes is scored against the right outputs; evaluating a whole folder (both fractions 0)
+may hold a single class.
 
 Splits: a source with an official test split keeps it as the test set and takes the validation
 set from its training part; otherwise all images are split (stratified, seeded) into
@@ -32,7 +40,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from dlapps.data.images import as_image_batch, load_npz, read_image_folder
+from dlapps.data.images import as_image_batch, is_blank, is_image_folder, load_npz, scan_image_folder, to_model_labels
 from dlapps.data.sources import pick
 from dlapps.errors import UserError
 from dlapps.task import Data
@@ -129,21 +137,27 @@ def keras_arrays(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     return x_train, y_train, x_test, y_test
 
 
-def file_arrays(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, str, list | None]:
+def file_arrays(path: str, center: bool = True, min_classes: int = 2,
+                invert: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, str, list | None]:
     """(x_train, y_train, x_test, y_test, description, folder class names) from --data.
 
-    A `.npz` (keras.datasets layout, or `x, y`) or a folder of class sub-folders (images resized
-    to 28x28 gray; class names are the folder names). Raises UserError for a missing path or
-    another kind of file.
+    A `.npz` (keras.datasets layout, or `x, y`) or a folder of class sub-folders. Each image of a
+    folder goes through `read_digit`, exactly as `predict` reads a file (EXIF orientation,
+    transparency, `invert` auto, MNIST centring when `center`), so that train, evaluate and
+    predict see the same pixels; files that are unreadable or blank after it are skipped,
+    counted in the description and reported on stderr. Class names are the folder names.
+    Raises UserError for a missing path, another kind of file, or fewer than `min_classes` classes.
     """
     location = Path(path).expanduser()
     if not location.exists():
         raise UserError(f"--data {path}: not found (give {FILE_FORMAT})")
     if location.is_dir():
-        images, labels, scan = read_image_folder(location, (IMAGE_SIZE, IMAGE_SIZE), channels=1)
+        scan = scan_image_folder(location, min_classes=min_classes,
+                                 read=lambda file: read_digit(file, invert, center=center))
+        scan.report_skipped()
         skipped = scan.skipped_summary()
-        return (images, labels, None, None,
-                f"image folder {path} ({len(images)} images, {len(scan.class_names)} classes"
+        return (scan.images, scan.labels, None, None,
+                f"image folder {path} ({len(scan.images)} images, {len(scan.class_names)} classes"
                 f"{'; ' + skipped if skipped else ''})", scan.class_names)
     if location.suffix.lower() != ".npz":
         raise UserError(f"--data {path}: expected a .npz file (keras.datasets layout) or an image folder")
@@ -169,8 +183,13 @@ def _keras(cfg) -> _Loaded:
     return _Loaded(*keras_arrays(cfg.dataset), f"keras.datasets.{cfg.dataset} (downloaded)", None)
 
 
+def _whole_file(cfg) -> bool:
+    """Both fractions 0: a file loaded whole, to be evaluated (one class is then enough)."""
+    return cfg.val_fraction == 0 and cfg.test_fraction == 0
+
+
 def _file(cfg) -> _Loaded:
-    return _Loaded(*file_arrays(cfg.data))
+    return _Loaded(*file_arrays(cfg.data, center=cfg.dataset == "mnist", min_classes=1 if _whole_file(cfg) else 2))
 
 
 LOADERS = {"embedded": _embedded, "tfds": _tfds, "keras": _keras, "file": _file}
@@ -246,7 +265,7 @@ def load_images(cfg: Any, task_name: str = "mnist") -> ImageSplits:
     n_classes = int(max(y_train.max(), y_test.max() if y_test is not None else 0)) + 1
     if n_classes > len(names):
         names = [str(i) for i in range(n_classes)]
-    if len(np.unique(y_train)) < 2:
+    if len(np.unique(y_train)) < 2 and not _whole_file(cfg):
         raise UserError(f"{description}: all images have the same label; a classifier needs at least 2 classes")
 
     if x_test is None or (val_fraction == 0 and test_fraction == 0):
@@ -330,8 +349,41 @@ def mnist_style(image: np.ndarray, invert: str = "auto", center: bool = True) ->
 def read_digit(path: str | Path, invert: str = "auto", center: bool = True) -> np.ndarray:
     """The image file at `path` (any size and mode) as a uint8 (28, 28, 1) MNIST-style digit.
 
-    See `mnist_style` for `invert` and `center`; raises UserError for a missing or unreadable file.
+    `dlapps.data.images.read_image` first (EXIF orientation applied, transparency composited so
+    that the ink stays visible), then `mnist_style` (`invert`, `center`). The one path by which
+    predict, train and evaluate read digit image files. Raises UserError for a missing or
+    unreadable file.
     """
     from dlapps.data.images import read_image
 
     return mnist_style(read_image(path, channels=1), invert, center)
+
+
+def read_digits(paths: list[str], invert: str = "auto", center: bool = True) -> tuple[np.ndarray, list[str]]:
+    """(uint8 (N, 28, 28, 1) of `read_digit`, warnings): one warning line per image that comes out
+    blank (no contrast left: a uniform, fully transparent or empty picture), printed to stderr
+    too, since the model can only guess on it."""
+    import sys
+
+    batch, warnings = [], []
+    for path in paths:
+        image = read_digit(path, invert, center)
+        if is_blank(image):
+            warnings.append(f"dlapps: warning: {path}: blank image (no contrast after preprocessing); "
+                            f"the prediction for it is a guess")
+            print(warnings[-1], file=sys.stderr)
+        batch.append(image)
+    return np.stack(batch), warnings
+
+
+def model_labels(labels: np.ndarray, cfg: Any, class_names: list[str]) -> np.ndarray:
+    """Labels from `cfg`'s data as indices into the model's `class_names`.
+
+    For an image folder (`--data FOLDER`), its class sub-folders are matched to the model's
+    class names by name (`dlapps.data.images.to_model_labels`: a folder set with only 3/ and 7/
+    is scored as 3s and 7s; an unknown name is a UserError naming the model's classes); other
+    sources are labelled by index already.
+    """
+    if getattr(cfg, "data", None) and is_image_folder(cfg.data):
+        return to_model_labels(labels, cfg.data, list(class_names))
+    return np.asarray(labels)

@@ -1,10 +1,16 @@
 """Image helpers shared by the vision tasks: read any image file, image folders, keras-style .npz.
 
 - `read_image(path, channels, size)`: any file PIL can open (PNG, JPEG, GIF, BMP, TIFF, WebP...),
-  any size and mode (gray, RGB, RGBA, palette, 16-bit), as a uint8 array (H, W, channels).
-- `scan_image_folder(folder)`: one sub-folder per class -> file paths, labels, class names, and
-  the files that were skipped (not images, corrupt, unreadable), counted by reason.
+  any size and mode (1, L, P, RGB, RGBA, LA, CMYK, 16-bit), as a uint8 array (H, W, channels),
+  turned upright by its EXIF orientation (what every viewer shows) and with transparency
+  composited on a background that keeps the ink visible (`to_mode`).
+- `is_blank(image)`: whether an image has no contrast left (a warning in predict, a skipped file
+  in train/evaluate).
+- `scan_image_folder(folder, read=...)`: one sub-folder per class -> file paths, labels, class
+  names, and the files that were skipped (not images, corrupt, unreadable, blank once read with
+  the model's preprocessing), counted by reason; `ImageFolder.report_skipped` prints them.
 - `read_image_folder(folder, size, channels)`: the same, loaded into memory as uint8 arrays.
+- `to_model_labels(labels, folder, class_names)`: a folder's labels as the model's class indices.
 - `load_npz(path)`: arrays in the keras.datasets layout (`x_train, y_train, x_test, y_test`) or
   a single `x, y` pair.
 
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -33,38 +40,78 @@ def _pil():
     return Image, UnidentifiedImageError
 
 
-def to_mode(image, channels: int, background: int = 255):
-    """A PIL image converted to gray (channels=1) or RGB (channels=3).
+def has_transparency(image) -> bool:
+    """Whether a PIL image has an alpha channel or a transparent colour (palette/gray/RGB tRNS)."""
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode in ("P", "1", "L", "RGB", "I") and image.info.get("transparency") is not None)
 
-    Transparency (RGBA, LA, palette with alpha) is composited over a `background` gray level
-    (white by default, as a drawing program shows it), rather than dropped, so that a digit
-    drawn in black ink on a transparent canvas does not turn into a black square.
+
+def background_for(rgba: np.ndarray) -> int:
+    """The gray level (0 or 255) that transparent pixels of `rgba` (uint8 (H, W, 4)) are shown on.
+
+    The visible pixels' luminance, weighted by their alpha, says what colour they are. When they
+    are sparse (opaque in less than half of the image: ink on a transparent canvas), the
+    background is the opposite of that colour, so the ink stays visible: white under dark ink,
+    black under light ink. When they cover most of the image (a drawing on paper with transparent
+    margins), they are mostly paper, and the background matches them. Fully transparent: white.
+    """
+    alpha = rgba[..., 3].astype(np.float64) / 255.0
+    weight = alpha.sum()
+    if weight == 0:
+        return 255
+    luminance = rgba[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    visible_is_dark = (luminance * alpha).sum() / weight < 128
+    sparse = weight < 0.5 * alpha.size
+    return 255 if visible_is_dark == sparse else 0
+
+
+def to_mode(image, channels: int, background: int | None = None):
+    """A PIL image converted to gray (channels=1) or RGB (channels=3), any mode in.
+
+    Transparency (RGBA, LA, palette or gray with a transparent colour) is composited over a gray
+    `background` level rather than dropped; by default (None) the level is chosen to keep the ink
+    visible (`background_for`): black ink on a transparent canvas goes on white, white ink on
+    black, instead of the ink vanishing into a background of its own colour.
     16-bit and float images are rescaled to 0-255.
     """
     Image, _ = _pil()
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels}")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F") and not has_transparency(image):
         values = np.asarray(image, dtype=np.float64)
         low, high = float(values.min()), float(values.max())
         scaled = (values - low) / (high - low) * 255 if high > low else np.zeros_like(values)
         image = Image.fromarray(scaled.round().astype(np.uint8), mode="L")
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("RGBA", "LA", "PA"):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (background, background, background, 255))
-        image = Image.alpha_composite(canvas, rgba)
+    if has_transparency(image):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+        level = background_for(rgba) if background is None else background
+        alpha = rgba[..., 3:].astype(np.float32) / 255.0
+        composite = rgba[..., :3].astype(np.float32) * alpha + float(level) * (1.0 - alpha)
+        image = Image.fromarray(np.clip(np.round(composite), 0, 255).astype(np.uint8), mode="RGB")
     return image.convert("L" if channels == 1 else "RGB")
 
 
+def is_blank(image: np.ndarray, min_contrast: int = 16) -> bool:
+    """Whether uint8 pixels have no contrast: max - min below `min_contrast` (of 255).
+
+    A uniform picture, a fully transparent one, or a digit with no ink left after
+    `mnist_style` is blank: a model would only guess on it.
+    """
+    image = np.asarray(image)
+    return image.size == 0 or int(image.max()) - int(image.min()) < min_contrast
+
+
 def read_image(path: str | Path, channels: int = 3, size: tuple[int, int] | None = None,
-               background: int = 255) -> np.ndarray:
+               background: int | None = None) -> np.ndarray:
     """The image file at `path` as uint8 (H, W, channels), resized to `size` = (height, width).
 
-    Any format and mode PIL reads; the first frame of an animation. A missing or unreadable
-    file is a UserError naming it.
+    Any format and mode PIL reads; the first frame of an animation. The EXIF orientation is
+    applied (a phone photo stored sideways comes out as every viewer shows it); transparency is
+    composited as `to_mode` says (`background`: None chooses a level that keeps the ink visible).
+    A missing or unreadable file is a UserError naming it.
     """
+    from PIL import ImageOps
+
     Image, UnidentifiedImageError = _pil()
     path = Path(path).expanduser()
     if not path.exists():
@@ -74,7 +121,7 @@ def read_image(path: str | Path, channels: int = 3, size: tuple[int, int] | None
     try:
         with Image.open(path) as opened:
             opened.seek(0)
-            image = to_mode(opened, channels, background)
+            image = to_mode(ImageOps.exif_transpose(opened), channels, background)
             if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
@@ -84,15 +131,23 @@ def read_image(path: str | Path, channels: int = 3, size: tuple[int, int] | None
     return array[..., None] if array.ndim == 2 else array
 
 
+BLANK = "blank image (no contrast)"
+"""The reason a file that reads as a uniform image is skipped (see `is_blank`)."""
+
+
 @dataclass
 class ImageFolder:
-    """An image folder scanned: one entry per readable image, and what was skipped and why."""
+    """An image folder scanned: one entry per usable image, and what was skipped and why."""
 
     paths: list[str]
     labels: np.ndarray
     class_names: list[str]
     skipped: dict[str, list[str]] = field(default_factory=dict)
     """reason -> skipped file paths (e.g. 'not an image', 'format TIFF not decodable by TF')."""
+    images: np.ndarray | None = None
+    """The images as `read` returned them (N, ...) when the scan read them, else None."""
+    folder: str = ""
+    """The folder scanned."""
 
     @property
     def skipped_count(self) -> int:
@@ -105,6 +160,28 @@ class ImageFolder:
             return ""
         parts = ", ".join(f"{len(files)} {reason}" for reason, files in sorted(self.skipped.items()))
         return f"{self.skipped_count} file(s) skipped ({parts})"
+
+    def report_skipped(self, stream=None, names: int = 3) -> str:
+        """Print one line about the skipped files (count, reasons, the first `names` of them) to
+        stderr (or `stream`); returns it ('' and nothing printed when none was skipped)."""
+        import sys
+
+        if not self.skipped:
+            return ""
+        files = [path for reason in sorted(self.skipped) for path in self.skipped[reason]]
+        root = Path(self.folder) if self.folder else None
+
+        def short(path: str) -> str:
+            try:
+                return str(Path(path).relative_to(root)) if root else path
+            except ValueError:
+                return path
+
+        shown = ", ".join(short(path) for path in files[:names]) + (", ..." if len(files) > names else "")
+        line = (f"dlapps: warning: {self.folder or 'image folder'}: {self.skipped_summary()} "
+                f"of {self.skipped_count + len(self.paths)}: {shown}")
+        print(line, file=stream or sys.stderr)
+        return line
 
 
 def _check_image(path: Path, tf_decodable: bool) -> str | None:
@@ -127,31 +204,51 @@ def _check_image(path: Path, tf_decodable: bool) -> str | None:
     return None
 
 
-def scan_image_folder(folder: str | Path, tf_decodable: bool = False, min_classes: int = 2) -> ImageFolder:
+def class_folders(folder: str | Path) -> list[Path]:
+    """The class sub-folders of `folder` (not hidden), sorted by name: label i is the i-th."""
+    folder = Path(folder).expanduser()
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def scan_image_folder(folder: str | Path, tf_decodable: bool = False, min_classes: int = 2,
+                      read: Callable[[str], np.ndarray] | None = None, keep_images: bool = True) -> ImageFolder:
     """The images of `folder/<class>/*` with integer labels (class names sorted).
 
     Files that are not images or cannot be decoded are skipped and counted by reason (hidden
     files too, silently). With `tf_decodable`, only formats tf.io.decode_image reads are kept.
-    Fewer than `min_classes` classes, or a class with no readable image, is a UserError.
+    With `read` (path -> uint8 array, the preprocessing the model's inputs get), every file is
+    read, and those that come out blank (`is_blank`) are skipped too; the arrays are kept in
+    `images` (unless `keep_images` is False). Fewer than `min_classes` classes, or a class with
+    no usable image, is a UserError.
     """
     folder = Path(folder).expanduser()
     if not folder.exists():
         raise UserError(f"image folder {folder} not found")
     if not folder.is_dir():
         raise UserError(f"{folder} is a file; give a folder with one sub-folder of images per class")
-    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    class_dirs = class_folders(folder)
     if len(class_dirs) < min_classes:
         found = f"only {class_dirs[0].name!r}" if class_dirs else "none"
         raise UserError(f"{folder}: found {len(class_dirs)} class sub-folder(s) ({found}); a classifier needs "
                         f"at least {min_classes}: put each class's images in its own sub-folder, "
                         f"e.g. {folder}/cats/*.jpg and {folder}/dogs/*.jpg")
-    paths, labels, skipped = [], [], {}
+    paths, labels, skipped, arrays = [], [], {}, []
     for label, class_dir in enumerate(class_dirs):
         kept = 0
         for path in sorted(class_dir.rglob("*")):
             if not path.is_file() or any(part.startswith(".") for part in path.relative_to(folder).parts):
                 continue
             reason = _check_image(path, tf_decodable)
+            if reason is None and read is not None:
+                try:
+                    array = read(str(path))
+                except UserError:
+                    reason = "unreadable image"
+                else:
+                    if is_blank(array):
+                        reason = BLANK
+                    elif keep_images:
+                        arrays.append(array)
             if reason:
                 skipped.setdefault(reason, []).append(str(path))
                 continue
@@ -159,16 +256,44 @@ def scan_image_folder(folder: str | Path, tf_decodable: bool = False, min_classe
             labels.append(label)
             kept += 1
         if kept == 0:
-            raise UserError(f"{class_dir}: no readable image in this class folder; add images or remove it")
-    return ImageFolder(paths, np.asarray(labels, dtype=np.int64), [d.name for d in class_dirs], skipped)
+            blank = any(class_dir in Path(p).parents for p in skipped.get(BLANK, []))
+            raise UserError(f"{class_dir}: no {'usable' if blank else 'readable'} image in this class folder"
+                            f"{' (every image is blank)' if blank else ''}; add images or remove it")
+    return ImageFolder(paths, np.asarray(labels, dtype=np.int64), [d.name for d in class_dirs], skipped,
+                       np.stack(arrays) if read is not None and keep_images else None, str(folder))
 
 
 def read_image_folder(folder: str | Path, size: tuple[int, int], channels: int = 1,
                       min_classes: int = 2) -> tuple[np.ndarray, np.ndarray, ImageFolder]:
-    """(images uint8 (N, H, W, channels) resized to `size`, labels int64 (N,), the scan)."""
-    scan = scan_image_folder(folder, min_classes=min_classes)
-    images = np.stack([read_image(p, channels, size) for p in scan.paths])
-    return images, scan.labels, scan
+    """(images uint8 (N, H, W, channels) resized to `size`, labels int64 (N,), the scan).
+
+    Blank images are skipped and counted like unreadable ones.
+    """
+    scan = scan_image_folder(folder, min_classes=min_classes,
+                             read=lambda path: read_image(path, channels, size))
+    return scan.images, scan.labels, scan
+
+
+def to_model_labels(labels: np.ndarray, folder: str | Path, model_class_names: list[str]) -> np.ndarray:
+    """Labels of `folder`'s class sub-folders (indices into its sorted folder names) as indices
+    into the model's class names, matched by name: a folder set holding only some of the
+    classes (only 3/ and 7/) is scored against the right outputs.
+
+    Raises UserError naming the model's classes when a folder name is not one of them.
+    """
+    names = [d.name for d in class_folders(folder)]
+    index = {str(name): i for i, name in enumerate(model_class_names)}
+    unknown = [name for name in names if name not in index]
+    if unknown:
+        raise UserError(f"{folder}: class folder(s) {', '.join(unknown)} are not classes of this model; "
+                        f"name each sub-folder after one of its classes: {', '.join(map(str, model_class_names))}")
+    mapping = np.asarray([index[name] for name in names], dtype=np.int64)
+    return mapping[np.asarray(labels, dtype=np.int64)]
+
+
+def is_image_folder(path: str | Path | None) -> bool:
+    """Whether `path` (e.g. a config's `data`) is an existing folder (of class sub-folders)."""
+    return bool(path) and Path(path).expanduser().is_dir()
 
 
 def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:

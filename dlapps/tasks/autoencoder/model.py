@@ -19,7 +19,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from dlapps.data.digits import read_digit
+from dlapps.data.digits import model_labels, read_digits
+from dlapps.data.images import is_blank
 from dlapps.data.pipeline import batched
 from dlapps.errors import UserError
 from dlapps.layers import VAESampling
@@ -144,6 +145,9 @@ def evaluate(model: keras.Model, data, cfg: Config) -> dict[str, float]:
     from sklearn.metrics import roc_auc_score
 
     parts = reconstruct(model, data.test)
+    names = data.info.get("class_names")
+    if names:  # an image folder's labels as the model's classes (the anomaly class is one of them)
+        parts["label"] = model_labels(parts["label"], cfg, names)
     clean, recon = parts["clean"], np.clip(parts["reconstruction"], 1e-7, 1 - 1e-7)
     per_image = np.mean((recon - clean) ** 2, axis=(1, 2, 3))
     bce = -(clean * np.log(recon) + (1 - clean) * np.log(1 - recon))
@@ -225,23 +229,33 @@ PREDICT_OPTIONS = {"invert": "auto"}
 def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config, options: dict) -> list[str]:
     """Reconstruct each image file; write `<name>.reconstruction.png` next to it (28x28 gray).
 
-    Each file is brought to MNIST style first (`options["invert"]`, see
-    `dlapps.data.digits.mnist_style`). Raises UserError without inputs, for a missing or
-    unreadable file, or when the PNG cannot be written.
+    Each file is read as train and evaluate read a folder's files (`dlapps.data.digits.read_digit`,
+    `options["invert"]`); a blank one is reconstructed with a warning. Nothing is overwritten
+    unless `options["overwrite"]` (the CLI's --overwrite). Raises UserError without inputs, for a
+    missing or unreadable file, when an output exists already (before anything is written), or
+    when the PNG cannot be written.
     """
     from PIL import Image
 
     if not inputs:
         raise UserError("give one or more image files, e.g. dlapps predict autoencoder digit.png")
+    paths = list(map(Path, inputs))
+    targets = [path.with_name(f"{path.stem}.reconstruction.png") for path in paths]
+    existing = [str(target) for target in targets if target.exists()]
+    if existing and not options.get("overwrite", False):
+        raise UserError(f"{existing[0]}{f' (and {len(existing) - 1} more)' if len(existing) > 1 else ''} "
+                        f"exists already; pass --overwrite to replace it, or move it away")
+    images, _ = read_digits(inputs, options["invert"], center=info.get("dataset", "mnist") == "mnist")
+    reconstructions = np.asarray(model.predict(images.astype(np.float32), verbose=0))
     lines = []
-    for path in map(Path, inputs):
-        image = read_digit(path, options["invert"], center=info.get("dataset", "mnist") == "mnist")
-        reconstruction = np.asarray(model.predict(image[None].astype(np.float32), verbose=0))[0]
+    for path, target, image, reconstruction in zip(paths, targets, images, reconstructions):
         error = float(np.mean((reconstruction - image / 255.0) ** 2))
-        target = path.with_name(f"{path.stem}.reconstruction.png")
+        replaced = target.exists()
         try:
             Image.fromarray(np.round(reconstruction[..., 0] * 255).astype(np.uint8), mode="L").save(target)
         except OSError as err:
             raise UserError(f"cannot write {target} ({err.strerror}); copy the image to a writable folder") from None
-        lines.append(f"{path} -> {target} (per-pixel MSE {error:.4f} against the 28x28 MNIST-style input)")
+        lines.append(f"{path} -> {target} (per-pixel MSE {error:.4f} against the 28x28 MNIST-style input)"
+                     + (" (replaced the old file)" if replaced else "")
+                     + ("  [warning: blank image]" if is_blank(image) else ""))
     return lines

@@ -260,8 +260,10 @@ digit in turn); where to write the PNG grid when no path is given as the input (
 def predict(model: GAN, inputs: list[str], info: dict, cfg: Config, options: dict) -> list[str]:
     """Draw `options["n"]` new digits (seeded by `cfg.seed`) into a PNG grid.
 
-    The grid goes to the input path when one is given, else to `options["output"]`.
-    Raises UserError for more than one input, n < 1, a path not ending in .png, or a digit that the
+    The grid goes to the input path when one is given, else to `options["output"]`; an existing
+    file is replaced only with `options["overwrite"]` (the CLI's --overwrite).
+    Raises UserError for more than one input, n < 1, a path not ending in .png, an existing file
+    without overwrite, or a digit that the
     generator cannot be asked for (an unconditional GAN, or a label outside its classes).
     """
     from dlapps import plots
@@ -277,6 +279,8 @@ def predict(model: GAN, inputs: list[str], info: dict, cfg: Config, options: dic
     if path.suffix.lower() != ".png":
         raise UserError(f"{path}: the grid is written as PNG; give a path ending in .png")
     replaced = path.exists()
+    if replaced and not options.get("overwrite", False):
+        raise UserError(f"{path} exists already; pass --overwrite to replace it, or give another .png path")
     digit = None if int(options["digit"]) < 0 else int(options["digit"])
     if digit is not None and not generator_classes(generator):
         raise UserError(f"digit={digit}: this GAN is unconditional (trained without labels), so it cannot be "

@@ -18,7 +18,8 @@ import keras
 import numpy as np
 
 from dlapps import metrics
-from dlapps.data.digits import IMAGE_SIZE, read_digit
+from dlapps.data.digits import IMAGE_SIZE, model_labels, read_digits
+from dlapps.data.images import is_blank
 from dlapps.errors import UserError
 from dlapps.optim import make_optimizer
 from dlapps.tasks.mnist.config import Config
@@ -88,9 +89,14 @@ def feature_extractor(model: keras.Model) -> keras.Model:
 
 # ----------------------------------------------------------------------------- metrics
 def evaluate(model: keras.Model, data, cfg: Config) -> dict[str, float]:
-    """Accuracy, loss, macro F1 and per-class precision/recall on the test split."""
+    """Accuracy, loss, macro F1 and per-class precision/recall on the test split.
+
+    The labels of an image folder are matched to the model's class names by folder name
+    (`dlapps.data.digits.model_labels`); an unknown folder name is a UserError naming them.
+    """
     _, y_true, probabilities = metrics.predictions(model, data.test)
-    return metrics.classification_scores(y_true, probabilities, data.info["class_names"])
+    names = data.info["class_names"]
+    return metrics.classification_scores(model_labels(y_true, cfg, names), probabilities, names)
 
 
 def make_plots(model: keras.Model, data, cfg: Config, plots_dir: Path) -> list[Path]:
@@ -106,18 +112,21 @@ PREDICT_OPTIONS = {"invert": "auto"}
 def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config, options: dict) -> list[str]:
     """Top-3 classes with probabilities for each image file (any size, RGB/RGBA/gray).
 
-    Each file is brought to MNIST style first (`dlapps.data.digits.mnist_style`, `options["invert"]`;
-    only resized, not recentred, for Fashion-MNIST). Raises UserError without inputs, or for a
-    missing or unreadable file.
+    Each file is read as train and evaluate read a folder's files (`dlapps.data.digits.read_digit`:
+    EXIF orientation, transparency, MNIST style with `options["invert"]`; only resized, not
+    recentred, for Fashion-MNIST). An image that comes out blank is still classified, with a
+    warning on stderr and on its line. Raises UserError without inputs, or for a missing or
+    unreadable file.
     """
     if not inputs:
         raise UserError("give one or more image files to classify, e.g. dlapps predict mnist digit.png")
     names = info.get("class_names") or [str(i) for i in range(model.output_shape[-1])]
     center = info.get("dataset", "mnist") == "mnist"
-    batch = np.stack([read_digit(path, options["invert"], center=center) for path in inputs])
+    batch, _ = read_digits(inputs, options["invert"], center=center)
     probabilities = np.asarray(model.predict(batch, verbose=0))
     lines = []
-    for path, row in zip(inputs, probabilities):
+    for path, image, row in zip(inputs, batch, probabilities):
         top = np.argsort(-row)[:3]
-        lines.append(f"{path}: " + ", ".join(f"{names[i]} ({row[i]:.3f})" for i in top))
+        lines.append(f"{path}: " + ", ".join(f"{names[i]} ({row[i]:.3f})" for i in top)
+                     + ("  [warning: blank image, a guess]" if is_blank(image) else ""))
     return lines
