@@ -9,11 +9,14 @@ Sources (`--set source=...`):
 | `file`     | `--data FOLDER`: one sub-folder of images per class (`FOLDER/cats/*.jpg`, `FOLDER/dogs/*.png`), as `keras.utils.image_dataset_from_directory` reads it |
 
 Image folders: every file is checked first; files that are not images, are empty or corrupt, or
-are in a format TensorFlow cannot decode (TensorFlow reads JPEG, PNG, GIF, BMP) are skipped and
-counted, and the count is printed in the run's data line and kept in `info["skipped_files"]`. The
-kept files are decoded and resized (bilinear) by tf.data as image_dataset_from_directory does;
-the pre-check is what lets one bad file be skipped instead of stopping training mid-epoch. A
-folder with fewer than two classes, or a class without one readable image, is an error.
+come out blank (no contrast) are skipped and counted, the count is printed in the run's data line
+and on stderr (with the first names) and kept in `info["skipped_files"]`. The kept files are read
+in tf.data by `load_image`, the reader `predict` uses (any format Pillow reads, EXIF orientation,
+transparency, shorter side resized and centre-cropped), so training, evaluation and prediction see
+the same pixels; the pre-check is what lets one bad file be skipped instead of stopping training
+mid-epoch. A folder with fewer than two classes (one is enough to evaluate a whole folder), or a
+class without one usable image, is an error. Evaluation maps the folder names to the model's
+class names (a folder set with only some of the classes is scored against the right outputs).
 
 Images reach the model as uint8 (image_size, image_size, channels); the channels and size follow the
 backbone (3 and its ImageNet size for keras.applications, 1 and 28 for the digits backbone).
@@ -100,6 +103,30 @@ def split_indices(labels: np.ndarray, cfg: Config) -> tuple[np.ndarray, np.ndarr
     return _few_labels(np.sort(train), labels, cfg.labels_per_class, cfg.seed), np.sort(val), np.sort(test)
 
 
+def load_image(path: str, shape: list[int]) -> np.ndarray:
+    """An image file as uint8 (size, size, channels): shorter side resized, centre-cropped (ImageNet style).
+
+    `dlapps.data.images.read_image` first (EXIF orientation applied, transparency composited so
+    that the content stays visible). The one reader of this task: predict reads each file with
+    it, and training and evaluation read a folder's files with it (in tf.data), so the model sees
+    the same pixels in all three. Raises UserError for a missing or unreadable file.
+    """
+    from PIL import Image
+
+    from dlapps.data.images import read_image
+
+    array = read_image(path, channels=shape[2])
+    height, width = array.shape[:2]
+    target = shape[0]
+    scale = target / min(height, width)
+    image = Image.fromarray(array[..., 0] if shape[2] == 1 else array)
+    resized = image.resize((max(target, round(width * scale)), max(target, round(height * scale))),
+                           Image.Resampling.BILINEAR)
+    left, top = (resized.width - target) // 2, (resized.height - target) // 2
+    cropped = np.asarray(resized.crop((left, top, left + target, top + target)), np.uint8)
+    return cropped[..., None] if cropped.ndim == 2 else cropped
+
+
 class _Source(NamedTuple):
     """A loaded source: labels (N,), class names, a description, skipped files by reason, and
     `make(indices)` -> the unbatched (uint8 image, int64 label) dataset of those examples."""
@@ -131,17 +158,24 @@ def _embedded(cfg: Config, shape: list[int]) -> _Source:
 
 
 def _image_folder(cfg: Config, shape: list[int]) -> _Source:
-    """The --data folder: files checked once, then decoded and resized by tf.data."""
+    """The --data folder: files checked once (unreadable or blank ones skipped, reported on
+    stderr), then read by tf.data with `load_image`, as `predict` reads a file."""
     import tensorflow as tf
 
-    scan = scan_image_folder(cfg.data, tf_decodable=True)
+    whole_file = cfg.val_fraction == 0 and cfg.test_fraction == 0  # evaluation: one class is enough
+    scan = scan_image_folder(cfg.data, min_classes=1 if whole_file else 2,
+                             read=lambda path: load_image(path, shape), keep_images=False)
+    scan.report_skipped()
     paths, labels = np.asarray(scan.paths), scan.labels
     summary = scan.skipped_summary()
 
+    def read(path):
+        return load_image(path.decode(), shape)
+
     def decode(path, label):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=shape[2], expand_animations=False)
-        image = tf.image.resize(image, shape[:2])  # bilinear, like image_dataset_from_directory
-        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+        image = tf.numpy_function(read, [path], tf.uint8, stateful=False)
+        image.set_shape(shape)
+        return image, label
 
     def make(idx):
         pairs = tf.data.Dataset.from_tensor_slices((paths[idx], labels[idx].astype(np.int64)))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import keras
 import numpy as np
 
 from dlapps import metrics
+from dlapps.data.images import is_blank, is_image_folder, to_model_labels
 from dlapps.data.pipeline import batched
 from dlapps.errors import UserError
 from dlapps.optim import make_optimizer
@@ -35,6 +37,7 @@ from dlapps.task import Phase
 from dlapps.tasks.imagenet.backbones import (BACKBONE_LAYER, DIGITS, application, build_base, canonical,
                                              default_image_size, keras_application)
 from dlapps.tasks.imagenet.config import Config
+from dlapps.tasks.imagenet.data import load_image  # noqa: F401  (the one image reader; serve/explain import it from here too)
 
 
 def _compile(model: keras.Model, optimizer) -> None:
@@ -148,8 +151,14 @@ def _test_accuracy(model: keras.Model, dataset) -> float:
 
 # ----------------------------------------------------------------------------- metrics and plots
 def evaluate(model: keras.Model, data, cfg: Config) -> dict[str, float]:
-    """Accuracy, macro F1, n and (with more than `top_k` classes) the top-k accuracy on the test split."""
+    """Accuracy, macro F1, n and (with more than `top_k` classes) the top-k accuracy on the test split.
+
+    The labels of an image folder are matched to the model's class names by folder name
+    (`dlapps.data.images.to_model_labels`); an unknown folder name is a UserError naming them.
+    """
     _, y_true, probabilities = metrics.predictions(model, data.test, batch_size=128)  # ImageNet-sized inputs
+    if cfg.data and is_image_folder(cfg.data) and data.info.get("class_names"):
+        y_true = to_model_labels(y_true, cfg.data, data.info["class_names"])
     out = {"accuracy": metrics.accuracy(y_true, probabilities),
            "macro_f1": metrics.macro_f1(y_true, probabilities),
            "n": int(len(y_true))}
@@ -175,24 +184,6 @@ def pretrained(cfg: Config) -> tuple[keras.Model, dict]:
     size = cfg.image_size or default_image_size(name)
     model = keras_application(name, cfg.weights, (size, size, 3) if cfg.image_size else None, include_top=True)
     return model, {"imagenet_backbone": name, "image_shape": list(model.input_shape[1:])}
-
-
-def load_image(path: str, shape: list[int]) -> np.ndarray:
-    """An image file as uint8 (size, size, channels): shorter side resized, centre-cropped (ImageNet style)."""
-    from PIL import Image
-
-    from dlapps.data.images import read_image
-
-    array = read_image(path, channels=shape[2])
-    height, width = array.shape[:2]
-    target = shape[0]
-    scale = target / min(height, width)
-    image = Image.fromarray(array[..., 0] if shape[2] == 1 else array)
-    resized = image.resize((max(target, round(width * scale)), max(target, round(height * scale))),
-                           Image.Resampling.BILINEAR)
-    left, top = (resized.width - target) // 2, (resized.height - target) // 2
-    cropped = np.asarray(resized.crop((left, top, left + target, top + target)), np.uint8)
-    return cropped[..., None] if cropped.ndim == 2 else cropped
 
 
 def decode_imagenet(probabilities: np.ndarray, backbone: str, top: int, class_index: str | None):
@@ -225,25 +216,32 @@ def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config, opti
 
     The classes are ImageNet's for a pretrained keras.applications classifier (`pretrained`),
     else the trained model's own (`info["class_names"]`).
-    Images of any size and mode are resized (shorter side) and centre-cropped to the model's input.
-    Raises UserError without inputs, for an unreadable file, or when ImageNet class names are
+    Images of any size and mode are read as training reads a folder's files (`load_image`: EXIF
+    orientation, transparency, shorter side resized, centre crop); a blank one is still classified,
+    with a warning on stderr and on its line. Raises UserError without inputs, for an unreadable file, or when ImageNet class names are
     needed offline without `options["class_index"]`.
     """
     if not inputs:
         raise UserError("give one or more image files to classify, e.g. dlapps predict imagenet photo.jpg")
     shape = info.get("image_shape") or list(model.input_shape[1:])
     batch = np.stack([load_image(path, shape) for path in inputs])
+    blank = [is_blank(image) for image in batch]
+    for path, empty in zip(inputs, blank):
+        if empty:
+            print(f"dlapps: warning: {path}: blank image (no contrast); the prediction for it is a guess",
+                  file=sys.stderr)
+    note = {path: "  [warning: blank image, a guess]" for path, empty in zip(inputs, blank) if empty}
     if "imagenet_backbone" in info:  # a keras.applications classifier: its own preprocessing
         _, module = application(info["imagenet_backbone"])
         probabilities = np.asarray(model.predict(module.preprocess_input(batch.astype("float32")), verbose=0))
         decoded = decode_imagenet(probabilities, info["imagenet_backbone"], cfg.top_k,
                                   options.get("class_index") or None)
-        return [f"{path}: " + ", ".join(f"{label} ({p:.3f})" for _, label, p in row)
+        return [f"{path}: " + ", ".join(f"{label} ({p:.3f})" for _, label, p in row) + note.get(path, "")
                 for path, row in zip(inputs, decoded)]
     probabilities = np.asarray(model.predict(batch, verbose=0))
     names = info.get("class_names") or [str(i) for i in range(probabilities.shape[1])]
     lines = []
     for path, row in zip(inputs, probabilities):
         top = np.argsort(-row)[: min(cfg.top_k, len(row))]
-        lines.append(f"{path}: " + ", ".join(f"{names[i]} ({row[i]:.3f})" for i in top))
+        lines.append(f"{path}: " + ", ".join(f"{names[i]} ({row[i]:.3f})" for i in top) + note.get(path, ""))
     return lines
