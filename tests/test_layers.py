@@ -294,3 +294,27 @@ def test_translation_loss_metric_and_standardizers_round_trip():
     for function in (translation_model.masked_accuracy, translation_text.standardize,
                      translation_text.standardize_target):
         assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(function)) is function
+
+
+# ----------------------------------------------------------------------------- values by another route
+def test_position_codes_follow_the_formula():
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d)) (Vaswani et al., 2017)."""
+    import math
+
+    from dlapps.layers.transformer import sinusoids
+
+    for depth in (6, 8):
+        codes = sinusoids(40, depth)
+        for pos in (0, 1, 2, 7, 39):
+            for i in range(depth // 2):
+                angle = pos / 10_000 ** (2 * i / depth)
+                assert codes[pos, 2 * i] == pytest.approx(math.sin(angle), abs=1e-6), (depth, pos, 2 * i)
+                assert codes[pos, 2 * i + 1] == pytest.approx(math.cos(angle), abs=1e-6), (depth, pos, 2 * i + 1)
+    # The layer adds exactly these codes: with all-zero token vectors its output is the codes.
+    layer = PositionalEmbedding(vocab_size=5, max_length=12, d_model=4)
+    ids = np.array([[1, 2, 3, 4, 1, 2, 3]], "int32")
+    layer(ids)
+    layer.token_embedding.set_weights([np.zeros((5, 4), "float32")])
+    expected = [[math.sin(p / 100 ** (2 * (c // 2) / 2)) if c % 2 == 0 else math.cos(p / 100 ** (2 * (c // 2) / 2))
+                 for c in range(4)] for p in range(7)]  # d=4: 10000^(2i/4) = 100^i
+    np.testing.assert_allclose(np.asarray(layer(ids))[0], expected, atol=1e-6)

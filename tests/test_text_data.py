@@ -117,3 +117,49 @@ def test_text_layers_serialize(tmp_path):
     batch = np.asarray([[1.0, 2.0, 3.0, 4.0, 5.0]])
     assert float(loaded.predict_on_batch(batch)[0]) == 6.0  # only the first 3 tokens
     assert float(loaded.get_layer("decision_threshold").threshold) == pytest.approx(0.25)
+
+
+def test_idf_weights_match_document_frequencies():
+    """idf(t) = log(1 + N / (1 + df(t))) (Keras' TF-IDF smoothing), computed here from the documents."""
+    import math
+
+    texts = ["the cat sat", "the dog sat", "the cat ran", "a bird", "the the the cat"]
+    vocab, idf = vocabulary(texts, 20, ngrams=2, tf_idf=True)
+    documents = []
+    for text in texts:
+        words = text.split()
+        documents.append(set(words) | {f"{a} {b}" for a, b in zip(words, words[1:])})
+    assert set(vocab) == set().union(*documents)
+    for term, weight in zip(vocab, idf, strict=True):
+        df = sum(term in document for document in documents)
+        assert weight == pytest.approx(math.log(1 + len(texts) / (1 + df)), rel=1e-5), term
+
+
+def _brute_force(y, prob):
+    """F1 and accuracy of 'positive when prob >= t' at every midpoint between distinct scores."""
+    scores = np.unique(prob)
+    candidates = np.concatenate([[scores[0] - 1e-3], (scores[:-1] + scores[1:]) / 2, [scores[-1] + 1e-3]])
+    table = []
+    for t in candidates:
+        tp = sum(1 for label, p in zip(y, prob) if label == 1 and p >= t)
+        fp = sum(1 for label, p in zip(y, prob) if label == 0 and p >= t)
+        fn = sum(1 for label, p in zip(y, prob) if label == 1 and p < t)
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+        table.append((t, f1, (len(y) - fp - fn) / len(y)))
+    return table
+
+
+def test_threshold_maximises_f1_not_accuracy_on_an_imbalanced_sample():
+    rng = np.random.default_rng(1)
+    y = (rng.uniform(size=400) < 0.08).astype(int)  # 8% positives
+    prob = 1 / (1 + np.exp(-(1.5 * y - 2.0 + rng.normal(scale=1.0, size=400))))
+    table = _brute_force(y, prob)
+    best_f1 = max(f1 for _, f1, _ in table)
+    by_accuracy = max(table, key=lambda row: row[2])
+    assert by_accuracy[1] < best_f1 - 0.1  # the sample tells the two criteria apart (F1 0.40 vs 0.53)
+
+    threshold = best_f1_threshold(y, prob)
+    predicted = prob >= threshold
+    tp, fp, fn = np.sum(predicted & (y == 1)), np.sum(predicted & (y == 0)), np.sum(~predicted & (y == 1))
+    assert 2 * tp / (2 * tp + fp + fn) == pytest.approx(best_f1)
+    assert binary_metrics(y, prob, threshold)["f1"] == pytest.approx(best_f1)
