@@ -29,6 +29,8 @@
 # %%
 import os
 
+import numpy as np
+
 import dlapps
 from dlapps import config, runs, training
 from dlapps.data.pipeline import batched
@@ -82,6 +84,10 @@ from IPython.display import Image, display  # noqa: E402
 
 display(Image(str(result.run_dir / "plots" / "learning_curves.png")))
 display(Image(str(result.run_dir / "plots" / "predicted_vs_true.png")))
+test = result.metrics["test"]
+y_test = np.array([float(y) for _, y in data.test.as_numpy_iterator()])
+print(f"test RMSE {test['rmse']:.1f} vs {test['rmse_predicting_mean']:.1f} for the training mean; R² {test['r2']:.3f}")
+assert np.isclose(test["r2"], 1 - test["rmse"] ** 2 / y_test.var(), rtol=1e-3, atol=1e-4)  # R² = 1 - MSE/variance
 
 # %% [markdown]
 # ## Optimizers compared
@@ -111,7 +117,9 @@ plt.show()
 
 # %%
 loaded, info = runs.load_model(result.run_dir / "model.keras")
-task.predict(loaded, ["59,2,32.1,101,157,93.2,38,4,4.8598,87"], info, cfg, {})
+lines = task.predict(loaded, ["59,2,32.1,101,157,93.2,38,4,4.8598,87"], info, cfg, {})
+assert len(lines) == 1 and lines[0].startswith(info["target"])
+lines
 
 # %% [markdown]
 # ## Your own CSV
