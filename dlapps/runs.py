@@ -316,7 +316,8 @@ def copy_without_optimizer(source: Path, target: Path) -> None:
     """Copy a `.keras` file without its optimizer state (smaller; nothing to resume from).
 
     A `.keras` file is a zip of config.json, metadata.json and model.weights.h5 (Keras 3 saving
-    format); the optimizer's slots are the h5 file's "optimizer" group, which is left out. The
+    format); the optimizers' slots are its top-level groups named "optimizer" (or "*_optimizer",
+    as a GAN's two), which are left out. The
     model still loads compiled (its compile config stays), with a fresh optimizer.
     """
     import io
@@ -332,7 +333,7 @@ def copy_without_optimizer(source: Path, target: Path) -> None:
         for key, value in old.attrs.items():
             new.attrs[key] = value
         for key in old:
-            if key != "optimizer":
+            if not key.endswith("optimizer"):  # "optimizer"; a GAN's "d_optimizer", "g_optimizer"
                 old.copy(old[key], new, name=key)
     members["model.weights.h5"] = slim.getvalue()
     partial = Path(str(target) + ".partial")
