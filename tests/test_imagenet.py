@@ -74,6 +74,50 @@ def test_pretraining_a_backbone_and_loading_it_by_path(tmp_path, runs):
                               val_fraction=0.1, test_fraction=0.1)
     result = training.train(TASK, cfg, **runs)
     assert result.history["phase"] == ["head"] * cfg.head_epochs
+    # The backbone in the model is the saved one, weight for weight (frozen in the head phase, so still equal).
+    saved = keras.saving.load_model(tmp_path / "bb" / "backbone.keras")
+    in_model = result.model.get_layer("backbone")
+    assert [w.path for w in saved.weights] == [w.path for w in in_model.weights]
+    for expected, actual in zip(saved.get_weights(), in_model.get_weights(), strict=True):
+        np.testing.assert_array_equal(expected, actual)
+
+
+def test_committed_backbone_is_loaded_weight_for_weight():
+    cfg = dataclasses.replace(config.resolve(TASK, "demo"), backbone="digits", weights="pretrained")
+    model = TASK.build_model(cfg, {"image_shape": [28, 28, 1], "num_classes": 5, "steps_per_epoch": 2})
+    saved = keras.saving.load_model(DIGITS_BACKBONE)
+    for expected, actual in zip(saved.get_weights(), model.get_layer("backbone").get_weights(), strict=True):
+        np.testing.assert_array_equal(expected, actual)
+
+
+class _LearningRates(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.rates = getattr(self, "rates", [])
+        self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+
+def test_fine_tune_phase_trains_only_the_top_layers_at_the_lower_rate():
+    """After a head epoch and a fine-tune epoch, exactly the top fine_tune_layers' weights (not BN) moved."""
+    from dlapps.data.pipeline import fit_datasets, with_batch_facts
+
+    cfg = dataclasses.replace(config.resolve(TASK, "smoke"), head_epochs=1, fine_tune_epochs=1, fine_tune_layers=3,
+                              labels_per_class=8, augment=False)
+    data = with_batch_facts(TASK.load_data(cfg), cfg.batch_size)
+    model = TASK.build_model(cfg, data.info)
+    backbone = model.get_layer("backbone")
+    layers = [layer for layer in backbone.layers if layer.weights]
+    before = {layer.name: layer.get_weights() for layer in layers}
+    rates = _LearningRates()
+    train, val = fit_datasets(data, cfg, cfg.batch_size)
+    training.fit_phases(model, train, val, TASK.phases(cfg), cfg, [rates])
+
+    moved = {layer.name for layer in layers
+             if any(not np.array_equal(a, b) for a, b in zip(before[layer.name], layer.get_weights()))}
+    top = layers[-cfg.fine_tune_layers:]
+    expected = {layer.name for layer in top if not isinstance(layer, keras.layers.BatchNormalization)}
+    assert expected and moved == expected, (moved, expected)
+    assert rates.rates[0] == pytest.approx(cfg.learning_rate)
+    assert rates.rates[1] == pytest.approx(cfg.fine_tune_learning_rate) and cfg.fine_tune_learning_rate < cfg.learning_rate
 
 
 def test_keras_application_backbone_round_trip(runs):
