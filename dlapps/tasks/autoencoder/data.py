@@ -68,13 +68,15 @@ def load_data(cfg: Config) -> Data:
         raise UserError(f"noise={cfg.noise}: the noise std must be >= 0 (e.g. 0.3)")
     splits = load_images(cfg, "autoencoder")
     x_train, y_train, x_val, y_val = splits.x_train, splits.y_train, splits.x_val, splits.y_val
-    if cfg.anomaly_class is not None:
+    # Evaluating a whole file (both fractions 0: every image in `train`) keeps the left-out class,
+    # so that `dlapps evaluate` reports the anomaly ROC AUC over the whole file. Its labels are
+    # matched to the model's classes in `evaluate` (an image folder may hold only some of them),
+    # so the left-out class need not be there.
+    whole_file = cfg.val_fraction == 0 and cfg.test_fraction == 0
+    if cfg.anomaly_class is not None and not whole_file:
         if cfg.anomaly_class not in set(np.unique(np.concatenate([splits.y_train, splits.y_test]))):
             raise UserError(f"anomaly_class={cfg.anomaly_class}: no image of that class in the data "
                             f"(classes: {', '.join(splits.class_names)})")
-    # Evaluating a whole file (both fractions 0: every image in `train`) keeps the left-out class,
-    # so that `dlapps evaluate` reports the anomaly ROC AUC over the whole file.
-    whole_file = cfg.val_fraction == 0 and cfg.test_fraction == 0
     if cfg.anomaly_class is not None and not whole_file:
         x_train, y_train = x_train[y_train != cfg.anomaly_class], y_train[y_train != cfg.anomaly_class]
         x_val, y_val = x_val[y_val != cfg.anomaly_class], y_val[y_val != cfg.anomaly_class]
@@ -85,7 +87,7 @@ def load_data(cfg: Config) -> Data:
         "anomaly_class": cfg.anomaly_class,
         "source_description": splits.description + (
             f"; class {splits.class_names[cfg.anomaly_class]} left out of training (anomaly detection)"
-            if cfg.anomaly_class is not None else ""),
+            if cfg.anomaly_class is not None and not whole_file else ""),
         "train_size": int(len(x_train)),
     }
     return Data(make_dataset(x_train, y_train, cfg.noise, cfg.seed, fresh_noise=True),
