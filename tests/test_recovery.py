@@ -14,22 +14,11 @@ import numpy as np
 import pytest
 
 from dlapps import recovery
+from test_multiworker import free_ports
 from dlapps.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 12
-
-
-def free_ports(n: int) -> list[int]:
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def start_workers(tmp_path: Path, run_dir: Path, resume: bool) -> list[subprocess.Popen]:

@@ -73,15 +73,20 @@ def test_chief_and_two_workers_share_the_trials(tmp_path):
     assert "[config]" in (tmp_path / "chief" / "best_config.toml").read_text()
 
 
+def _long_trials(max_trials: int) -> tuple[str, dict, list[str]]:
+    """(chief address, environment, command) of a search whose trials last long enough to kill one."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO),
+           "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    search = [sys.executable, "-m", "dlapps", "tune", "tabular", "--profile", "smoke", "--set", "epochs=30",
+              "--set", "early_stopping_patience=0", "--max-trials", str(max_trials), "--quiet"]
+    return f"127.0.0.1:{_free_port()}", env, search
+
+
 def test_a_worker_killed_mid_trial_and_restarted_lets_the_search_finish(tmp_path):
     """KerasTuner's protocol: a worker restarted with its own id gets its interrupted trial again."""
     import time
 
-    address = f"127.0.0.1:{_free_port()}"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO),
-           "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
-    search = [sys.executable, "-m", "dlapps", "tune", "tabular", "--profile", "smoke", "--set", "epochs=30",
-              "--set", "early_stopping_patience=0", "--max-trials", "3", "--quiet"]
+    address, env, search = _long_trials(max_trials=3)
     worker = [*search, "--run-dir", str(tmp_path / "worker1"), "--worker", "1", "--chief", address,
               "--chief-timeout", "300"]
     processes = []
@@ -116,11 +121,7 @@ def test_a_worker_killed_mid_trial_and_restarted_lets_the_search_finish(tmp_path
 def test_the_chief_does_not_wait_forever_for_a_dead_worker(tmp_path):
     import time
 
-    address = f"127.0.0.1:{_free_port()}"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO),
-           "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
-    search = [sys.executable, "-m", "dlapps", "tune", "tabular", "--profile", "smoke", "--set", "epochs=30",
-              "--set", "early_stopping_patience=0", "--max-trials", "2", "--quiet"]
+    address, env, search = _long_trials(max_trials=2)
     worker = subprocess.Popen([*search, "--run-dir", str(tmp_path / "worker1"), "--worker", "1", "--chief", address,
                                "--chief-timeout", "300"], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
