@@ -126,6 +126,23 @@ def test_predict_writes_the_reconstruction_next_to_the_input(trained, tmp_path):
     written = tmp_path / "digit.reconstruction.png"
     assert written.exists() and "digit.reconstruction.png" in lines[0]
     assert np.asarray(Image.open(written)).shape == (28, 28)
+
+    # Two files at once: each PNG holds the model's own reconstruction of that file, pixel for pixel.
+    from dlapps.data.digits import read_digits
+
+    others = np.concatenate([x["image"] for x, _ in batched(result.data.test, 1).skip(1).take(2).as_numpy_iterator()])
+    paths = []
+    for n, image in enumerate(others):
+        paths.append(str(tmp_path / f"other{n}.png"))
+        Image.fromarray(image[..., 0].astype(np.uint8)).save(paths[-1])
+    TASK.predict(result.model, paths, result.data.info, cfg, options)
+    images, _ = read_digits(paths, options["invert"])
+    expected = np.round(np.asarray(result.model.predict_on_batch(images.astype(np.float32)))[..., 0] * 255)
+    for n in range(2):
+        pixels = np.asarray(Image.open(tmp_path / f"other{n}.reconstruction.png")).astype(float)
+        assert np.abs(pixels - expected[n]).max() <= 1.0, n  # the reconstruction, not the input
+        assert np.abs(pixels - images[n, ..., 0]).mean() > 5.0
+    assert np.abs(expected[0] - expected[1]).mean() > 5.0  # two different digits: a mix-up would show
     with pytest.raises(UserError, match="image files"):
         TASK.predict(result.model, [], result.data.info, cfg, options)
     with pytest.raises(UserError, match="not found"):
