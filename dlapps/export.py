@@ -252,7 +252,28 @@ def _translation(model) -> Servable:
             text = tf.strings.regex_replace(text, " ##", "")
         return {"tokens": output, "translation": text}
 
-    return Servable(function, {"source": tf.TensorSpec((None,), tf.string, name="source")}, model)
+    # tf.function here: autograph turns the Python loop into a tf.while_loop (with its early exit).
+    return Servable(tf.function(function), {"source": tf.TensorSpec((None,), tf.string, name="source")}, model)
+
+
+def _translation_reference(model, raw: dict) -> dict:
+    """What the translation SavedModel must return, by dlapps' Python greedy decoder (`decoding.greedy`)."""
+    from dlapps.tasks.translation import subword
+    from dlapps.tasks.translation.decoding import greedy, ids_to_tokens
+    from dlapps.tasks.translation.text import END, START
+
+    source_vectorizer = model.get_layer("source_vectorizer")
+    vocabulary = model.get_layer("target_vectorizer").get_vocabulary()
+    max_length = subword.sequence_length(source_vectorizer)
+    end_id = vocabulary.index(END)
+    source_ids = np.asarray(source_vectorizer(np.asarray(raw["source"], dtype=object))).astype("int32")
+    ids = greedy(model.get_layer("transformer"), source_ids, vocabulary.index(START), end_id, max_length)
+    rows = ids_to_tokens(ids, vocabulary, end_id)
+    tokens = np.array([row + [""] * (max_length - len(row)) for row in rows], dtype=object)
+    texts = [" ".join(row) for row in rows]
+    if subword.kind(source_vectorizer) == "wordpiece":
+        texts = [text.replace(" ##", "") for text in texts]
+    return {"tokens": tokens, "translation": np.array(texts, dtype=object)}
 
 
 def servable(task_name: str, model, fmt: str) -> Servable:
@@ -332,18 +353,28 @@ _HANDLERS_REGISTERED = False
 
 
 def _write_onnx(item: Servable, output: Path) -> None:
+    """tf2onnx converts the function as reloaded from a SavedModel: there every tensor the Keras
+    layers captured (e.g. Normalization's mean, held as eager constants) is a graph constant or a
+    variable, which tf2onnx freezes; converted directly, such captures become missing inputs."""
     global _HANDLERS_REGISTERED
+    import tempfile
+
+    import tensorflow as tf
     import tf2onnx
 
     if not _HANDLERS_REGISTERED:
         _register_onnx_handlers()
         _HANDLERS_REGISTERED = True
-    function = item.tf_function()
-    try:
-        tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=ONNX_OPSET,
-                                      output_path=str(output / FILES["onnx"]))
-    except Exception as err:  # noqa: BLE001
-        raise UserError(f"tf2onnx cannot convert this model: {str(err).splitlines()[0][:300]}") from None
+    with tempfile.TemporaryDirectory() as folder:
+        _write_saved_model(item, Path(folder))
+        loaded = tf.saved_model.load(folder)  # kept referenced: its variables live as long as it does
+        reloaded = dataclasses.replace(item, function=lambda **inputs: loaded.signatures["serving_default"](**inputs))
+        function = reloaded.tf_function()
+        try:
+            tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=ONNX_OPSET,
+                                          output_path=str(output / FILES["onnx"]))
+        except Exception as err:  # noqa: BLE001
+            raise UserError(f"tf2onnx cannot convert this model: {str(err).splitlines()[0][:300]}") from None
 
 
 # ----------------------------------------------------------------------------- running
@@ -528,8 +559,8 @@ def _reference(task_name: str, model, raw: dict, fmt: str = "saved_model") -> di
     """The `.keras` model's outputs on `raw`, computed as the export's function computes them."""
     import tensorflow as tf
 
-    if task_name == "translation" and fmt != "saved_model":
-        return _numeric_reference(model, raw)
+    if task_name == "translation":
+        return _numeric_reference(model, raw) if fmt != "saved_model" else _translation_reference(model, raw)
     item = servable(task_name, model, "saved_model")
     names = list(item.specs)
     result = item.function(**{name: tf.constant(raw[name]) for name in names})
@@ -589,9 +620,9 @@ def _numeric_reference(model, raw: dict) -> dict:
     return {_output_names(model)[0]: np.asarray(logits)}
 
 
-def _describe(specs: dict) -> dict:
-    return {name: {"shape": [None if d is None else int(d) for d in spec.shape], "dtype": spec.dtype.name}
-            for name, spec in specs.items()}
+def _describe(specs: dict, batch_size: int | None = None) -> dict:
+    return {name: {"shape": [batch_size, *(None if d is None else int(d) for d in spec.shape[1:])],
+                   "dtype": spec.dtype.name} for name, spec in specs.items()}
 
 
 def export_model(task_name: str, model_path: str | Path | None, fmt: str, output: str | Path | None = None,
@@ -630,7 +661,7 @@ def export_model(task_name: str, model_path: str | Path | None, fmt: str, output
     sample = sample_inputs(task.name, model, cfg)
     reference = _reference(task.name, model, {name: value[:2] for name, value in sample.items()}, fmt)
     meta = {"task": task.name, "format": fmt, "file": FILES[fmt], "model": str(path), "output": str(output),
-            "runtime": runtime_versions(fmt), "inputs": _describe(item.specs),
+            "runtime": runtime_versions(fmt), "inputs": _describe(item.specs, item.batch_size),
             "outputs": {name: {"shape": [None, *value.shape[1:]],
                                "dtype": "string" if value.dtype.kind in "OSU" else value.dtype.name}
                         for name, value in reference.items()},
@@ -677,3 +708,27 @@ def summary(meta: dict) -> str:
     if meta.get("notes"):
         lines.append(meta["notes"])
     return "\n".join(lines)
+
+
+def card_section(metas: list[dict]) -> str:
+    """The "Exports" section of a model card: one table row per format with its parity figures."""
+    rows = []
+    for meta in metas:
+        report = meta["parity"]["task data"]
+        figures = "; ".join(f"{name} {o['max_abs_difference']:.2g}" if "max_abs_difference" in o
+                            else f"{name} {o['agreement']:.0%} equal" for name, o in report["outputs"].items())
+        labels = f"{report['label_agreement']:.0%}" if "label_agreement" in report else "-"
+        inputs = ", ".join(f"{name} {spec['dtype']}{[d if d is not None else 'n' for d in spec['shape']]}"
+                           for name, spec in meta["inputs"].items())
+        if len(inputs) > 90:
+            inputs = f"{len(meta['inputs'])} tensors ({', '.join(sorted({s['dtype'] for s in meta['inputs'].values()}))})"
+        rows.append(f"| `{meta['format']}` | {inputs} | {figures} | {labels} | {report['examples']} |")
+    notes = sorted({meta["notes"] for meta in metas if meta.get("notes")})
+    runtime = {k: v for meta in metas for k, v in meta["runtime"].items() if k != "python"}
+    return ("## Exports\n\n`dlapps export TASK --format saved_model|litert|onnx` writes the model in each format "
+            "and checks it in its own runtime against this model on the task's data "
+            f"(tolerance |export - keras| <= {ATOL:g} + {RTOL:g}·|keras| elementwise):\n\n"
+            "| format | inputs | max abs difference | labels agree | examples |\n|---|---|---|---|---|\n"
+            + "\n".join(rows) + "\n\n"
+            + "".join(f"- {note}\n" for note in notes)
+            + f"- Measured with {', '.join(f'{k} {v}' for k, v in runtime.items())}.\n")

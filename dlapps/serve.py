@@ -420,21 +420,20 @@ def _sketch_b64(value) -> str | None:
 def _tab_digits(item: Served, served) -> None:
     import gradio as gr
 
+    name = item.task.name
     with gr.Row():
-        with gr.Column():
-            upload = gr.Image(type="filepath", label="Upload a digit image", sources=["upload", "clipboard"],
-                              elem_id=f"{item.task.name}-upload")
-            sketch = gr.Sketchpad(label="... or draw one", type="numpy", canvas_size=(280, 280),
-                                  elem_id=f"{item.task.name}-sketch")
-            button = gr.Button("Classify", variant="primary", elem_id=f"{item.task.name}-run")
-        label = gr.Label(num_top_classes=3, label="Top 3", elem_id=f"{item.task.name}-label")
+        upload = gr.Image(type="filepath", label="Upload a digit image", sources=["upload", "clipboard"],
+                          height=280, elem_id=f"{name}-upload")
+        sketch = gr.Sketchpad(label="... or draw one (then Classify)", type="numpy", canvas_size=(280, 280),
+                              height=280, elem_id=f"{name}-sketch")
+    button = gr.Button("Classify", variant="primary", elem_id=f"{name}-run")
+    label = gr.Label(num_top_classes=3, label="Top 3", elem_id=f"{name}-label")
 
     def run(path, drawing):
         image = _file_b64(path) if path else _sketch_b64(drawing)
         if image is None:
             raise BadRequest("upload or draw a digit first")
-        result = predict(served, item.task.name, {"inputs": [image]})["outputs"][0]
-        return result["probabilities"]
+        return predict(served, name, {"inputs": [image]})["outputs"][0]["probabilities"]
 
     button.click(lambda p, d: _ui_call(run, p, d), [upload, sketch], label)
     upload.upload(lambda p: _ui_call(run, p, None), upload, label)
