@@ -1,4 +1,5 @@
-"""Figures written by runs: learning curves, predicted-vs-true, confusion matrices, image grids."""
+"""Figures written by runs: learning curves, predicted-vs-true, confusion matrices, image grids,
+ROC and precision-recall curves."""
 
 from __future__ import annotations
 
@@ -94,7 +95,8 @@ def image_grid(images, path: Path, titles: Sequence[str] | None = None, columns:
 
 def classification_report_plots(images, y_true, probabilities, class_names: Sequence[str], plots_dir: Path,
                                 worst: int = 32) -> list[Path]:
-    """A test confusion matrix and a grid of the most confident mistakes (true->predicted p)."""
+    """A test confusion matrix, a grid of the most confident mistakes (true->predicted p) and the
+    per-class precision-recall curves (precision_recall.png)."""
     y_true, probabilities = np.asarray(y_true), np.asarray(probabilities)
     y_pred = probabilities.argmax(axis=1)
     written = [confusion_matrix(y_true, y_pred, class_names, Path(plots_dir) / "confusion_matrix.png",
@@ -105,4 +107,57 @@ def classification_report_plots(images, y_true, probabilities, class_names: Sequ
         titles = [f"{class_names[y_true[i]]}->{class_names[y_pred[i]]} {probabilities[i, y_pred[i]]:.2f}"
                   for i in chosen]
         written.append(image_grid(np.asarray(images)[chosen], Path(plots_dir) / "worst_mistakes.png", titles=titles))
+    written.append(per_class_pr_curves(y_true, probabilities, class_names, Path(plots_dir) / "precision_recall.png",
+                                       title="test precision-recall per class (one vs rest)"))
     return written
+
+
+def roc_pr_curves(y_true, scores, path: Path, title: str = "", threshold: float | None = None) -> Path:
+    """ROC and precision-recall curves of a binary scorer side by side, areas in the legends.
+
+    y_true: (n,) 0/1; scores: (n,) higher = more positive. `threshold` marks the operating point.
+    Chance lines: the diagonal (ROC) and the positive share (PR).
+    """
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    y_true, scores = np.asarray(y_true).ravel().astype(int), np.asarray(scores, np.float64).ravel()
+    fig, (roc, pr) = plt.subplots(1, 2, figsize=(9, 4))
+    fpr, tpr, _ = roc_curve(y_true, scores)
+    roc.plot(fpr, tpr, label=f"ROC AUC {roc_auc_score(y_true, scores):.3f}")
+    roc.plot([0, 1], [0, 1], "k--", linewidth=1, label="chance")
+    roc.set(xlabel="false-positive rate", ylabel="true-positive rate (recall)", title="ROC")
+    precision, recall, _ = precision_recall_curve(y_true, scores)
+    pr.plot(recall, precision, label=f"average precision {average_precision_score(y_true, scores):.3f}")
+    pr.axhline(y_true.mean(), color="black", linestyle="--", linewidth=1, label="chance (positive share)")
+    pr.set(xlabel="recall", ylabel="precision", title="precision-recall", ylim=(0, 1.02))
+    if threshold is not None:
+        predicted = scores >= threshold
+        tp = int(np.sum(predicted & (y_true == 1)))
+        roc.plot([np.sum(predicted & (y_true == 0)) / max(1, np.sum(y_true == 0))],
+                 [tp / max(1, y_true.sum())], "o", color="tab:red", label=f"threshold {threshold:.2f}")
+        pr.plot([tp / max(1, y_true.sum())], [tp / max(1, predicted.sum())], "o", color="tab:red",
+                label=f"threshold {threshold:.2f}")
+    roc.legend(loc="lower right")
+    pr.legend(loc="lower left")
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def per_class_pr_curves(y_true, probabilities, class_names: Sequence[str], path: Path, title: str = "") -> Path:
+    """One-vs-rest precision-recall curve per class of a multi-class classifier, average precision in the legend.
+
+    y_true: (n,) class indices; probabilities: (n, classes).
+    """
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    y_true, probabilities = np.asarray(y_true).ravel(), np.asarray(probabilities)
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for k, name in enumerate(class_names):
+        positive = (y_true == k).astype(int)
+        if positive.sum() == 0:
+            continue
+        precision, recall, _ = precision_recall_curve(positive, probabilities[:, k])
+        ax.plot(recall, precision, label=f"{name}: AP {average_precision_score(positive, probabilities[:, k]):.3f}")
+    ax.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02), title=title or "precision-recall per class (one vs rest)")
+    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    return save_figure(fig, path)

@@ -228,3 +228,18 @@ def test_cli_text_attribution_of_the_committed_sentiment_model(tmp_path, capsys)
     lines = out.splitlines()
     assert lines[0].startswith("p=") and "good[" in lines[0] and "wonderful[+" in lines[1]
     assert page.exists() and "wonderful" in page.read_text()
+
+
+def test_roc_pr_and_per_class_pr_plots(tmp_path):
+    """The curves the spam, mnist and imagenet runs write next to their confusion matrices."""
+    from dlapps import plots
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    scores = y + rng.normal(0, 0.8, 200)
+    assert plots.roc_pr_curves(y, scores, tmp_path / "roc_pr.png", threshold=0.5).stat().st_size > 5000
+    labels = rng.integers(0, 3, 300)
+    probabilities = rng.dirichlet(np.ones(3), 300)
+    written = plots.classification_report_plots(np.zeros((300, 8, 8), np.uint8), labels, probabilities,
+                                                ["a", "b", "c"], tmp_path)
+    assert tmp_path / "precision_recall.png" in written and (tmp_path / "precision_recall.png").exists()

@@ -128,14 +128,17 @@ def evaluate(model: keras.Model, data, cfg: Config) -> dict[str, float]:
 
 
 def make_plots(model: keras.Model, data, cfg: Config, plots_dir: Path) -> list[Path]:
-    """Confusion matrix on the test split at the saved threshold."""
+    """Confusion matrix at the saved threshold, and ROC and precision-recall curves (the threshold
+    marked), on the test split."""
     from dlapps import plots
 
     y_true, prob = probabilities(model, data.test)
     threshold = threshold_of(model, cfg)
     return [plots.confusion_matrix(y_true, (prob >= threshold).astype(int), data.info["class_names"],
                                    Path(plots_dir) / "confusion_matrix.png",
-                                   title=f"spam filter, test split (threshold {threshold:.2f})")]
+                                   title=f"spam filter, test split (threshold {threshold:.2f})"),
+            plots.roc_pr_curves(y_true, prob, Path(plots_dir) / "roc_pr.png", threshold=threshold,
+                                title="spam filter, test split: ROC and precision-recall")]
 
 
 def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config, options: dict) -> list[str]:
