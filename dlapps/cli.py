@@ -198,7 +198,7 @@ def run(args) -> int:
     if args.command == "explain":
         from dlapps import explain, runs
 
-        task, path, cfg, _ = _model_and_config(args)
+        task, path, cfg = _model_and_config(args)[:3]
         pretrained = task.pretrained(cfg) if path is None else None
         if path is None and pretrained is None:
             raise _no_model(task.name)
