@@ -68,10 +68,14 @@ RATES = {"too small (0.02)": 0.02, f"right (2/(1+κ) = {2 / (1 + KAPPA):.3f})": 
          "too large (0.205)": 0.205}
 quad_paths = {name: descend(quadratic_grad, [-9.0, 1.5], lr, 40) for name, lr in RATES.items()}
 
+# %% [markdown]
 # ### The Rosenbrock function
 # `f(x, y) = (1 - x)² + 100(y - x²)²` (Rosenbrock 1960) has its minimum at (1, 1) at the bottom
 # of a long, curved, flat-bottomed valley. From (-1.2, 1) gradient descent at 1e-4 barely enters
-# the valley in 2,000 steps, 1.5e-3 follows it most of the way, and 7e-3 blows up.
+# the valley in 2,000 steps, 1.5e-3 follows it most of the way, and 7e-3 blows up. Both
+# functions are plotted below.
+
+# %%
 
 
 def rosenbrock(t):
@@ -390,7 +394,7 @@ print("validation loss at the best rate:", {k: f"{v:.3f} ± {best_std[k]:.3f}" f
 # - at Adam's best rate, plain SGD is much worse than at its own best rate (the handicap of a
 #   same-rate comparison, 0.3 or more in validation loss);
 # - no single rate is fair to all six: at every rate of the sweep, at least one optimizer
-#   scores 0.3 or more worse than at its own best rate.
+#   scores 0.2 or more worse than at its own best rate.
 
 # %%
 adam_rate_index = int(np.argmin(mean["adam"]))
@@ -401,7 +405,7 @@ print("largest loss above an optimizer's own best, per shared rate:",
 assert best_rate["sgd"] >= 10 * best_rate["adam"]
 assert np.allclose(adam(np.zeros(3), np.array([1e-2, 1.0, 1e3]), {}, 0.01), -0.01, rtol=1e-3)  # Adam's first step: lr
 assert mean["sgd"][adam_rate_index] > best_loss["sgd"] + 0.3
-assert min(handicap) > 0.3
+assert min(handicap) > 0.2
 
 # %% [markdown]
 # ## 4. Learning-rate schedules
