@@ -74,6 +74,9 @@ model = result.model
 encoder, decoder = encoder_of(model), decoder_of(model)
 encoder.summary()
 decoder.summary()
+assert type(encoder.layers[1]).__name__ == "Rescaling"  # raw pixels 0..255 in: the encoder rescales them
+if cfg.architecture == "conv":  # 28 -> 14 -> 7
+    assert {layer.output.shape[1] for layer in encoder.layers if len(layer.output.shape) == 4} >= {14, 7}
 result.metrics["test"]
 
 # %% [markdown]
@@ -103,6 +106,7 @@ for i in range(8):
 for ax in axes.ravel():
     ax.axis("off")
 plt.show()
+assert 0 <= parts["reconstruction"].min() and parts["reconstruction"].max() <= 1  # the sigmoid's range
 
 # %% [markdown]
 # ## The code space
@@ -132,7 +136,9 @@ plt.hist(errors[is_anomaly], bins=40, alpha=0.6, density=True, label=f"left-out 
 plt.xlabel("reconstruction MSE")
 plt.legend()
 plt.show()
-print("ROC AUC:", round(result.metrics["test"]["anomaly_auc"], 3))
+print("ROC AUC:", round(result.metrics["test"]["anomaly_auc"], 3),
+      f"| mean error: left-out {errors[is_anomaly].mean():.4f}, trained digits {errors[~is_anomaly].mean():.4f}")
+assert errors[is_anomaly].mean() > errors[~is_anomaly].mean() and result.metrics["test"]["anomaly_auc"] > 0.5
 
 # %% [markdown]
 # ## Denoising
@@ -144,6 +150,7 @@ print("ROC AUC:", round(result.metrics["test"]["anomaly_auc"], 3))
 denoising_cfg = dataclasses.replace(cfg, noise=0.3, anomaly_class=None)
 denoising = training.train(task, denoising_cfg, runs_root="runs", quiet=True)
 print({k: round(v, 4) for k, v in denoising.metrics["test"].items() if "mse" in k})
+assert denoising.metrics["test"]["mse"] < denoising.metrics["test"]["mse_noisy_input"]  # it removes noise
 noisy = reconstruct(denoising.model, denoising.data.test)
 fig, axes = plt.subplots(3, 8, figsize=(10, 4))
 for i in range(8):
