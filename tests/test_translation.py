@@ -457,3 +457,87 @@ def test_accelerated_fit_runs_on_jax_without_tensorflow(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     fitted = json.loads((tmp_path / "out" / "fit.json").read_text())
     assert fitted["backend"] == "jax" and len(fitted["history"]["loss"]) == 2
+
+
+# ----------------------------------------------------------------------------- beam search on a hand-built model
+class _TableModel:
+    """A 'transformer' whose next-token distribution is a table over prefixes (ids: 1 [start], 2 [end], 3, 4).
+
+    `decoding` asks it for its encoder, decoder and logits layers; the decoder's hidden state at
+    position t encodes the prefix tokens[:t+1], the projection looks its distribution up.
+    """
+
+    VOCAB = 5
+
+    def __init__(self, table: dict[tuple[int, ...], dict[int, float]], default: dict[int, float]):
+        self.table, self.default = table, default
+
+    def get_layer(self, name):
+        return {"encoder": lambda ids, training=False: np.zeros((len(np.asarray(ids)), 1, 1), "float32"),
+                "decoder": self._decoder, "logits": self._logits}[name]
+
+    def _decoder(self, inputs, training=False):
+        tokens = np.asarray(inputs[0])
+        codes = np.zeros(tokens.shape + (1,), "float64")
+        for t in range(tokens.shape[1]):  # prefix tokens[:t+1] in base 8
+            codes[:, t, 0] = (codes[:, t - 1, 0] * 8 if t else 0) + tokens[:, t]
+        return codes
+
+    def _prefix(self, code: float) -> tuple[int, ...]:
+        code, prefix = int(code), []
+        while code:
+            code, token = divmod(code, 8)
+            prefix.insert(0, token)
+        return tuple(prefix[1:])  # without [start]
+
+    def _logits(self, hidden):
+        rows = []
+        for code in np.asarray(hidden)[:, 0]:
+            probs = self.table.get(self._prefix(code), self.default)
+            rows.append([np.log(probs.get(token, 1e-12)) for token in range(self.VOCAB)])
+        return np.asarray(rows, "float32")
+
+    def exhaustive(self, max_length: int, length_penalty: float) -> list[int]:
+        """The best sequence by log-probability / length**length_penalty over every sequence."""
+        import itertools
+
+        best, best_score = None, -np.inf
+        for length in range(1, max_length + 1):
+            for sequence in itertools.product((2, 3, 4), repeat=length):
+                if 2 in sequence[:-1] or (sequence[-1] != 2 and length < max_length):
+                    continue  # [end] only last; an unfinished one only when cut at max_length
+                log_prob = sum(np.log(self.table.get(sequence[:i], self.default).get(token, 1e-12))
+                               for i, token in enumerate(sequence))
+                score = log_prob / length ** length_penalty
+                if score > best_score:
+                    best, best_score = list(sequence), score
+        return best + [0] * (max_length - len(best))
+
+
+FLAT = {2: 0.1, 3: 0.45, 4: 0.45}
+
+
+def test_beam_search_equals_exhaustive_search_when_the_best_needs_a_second_beam():
+    # Greedy takes 3 (0.6) first; the best sentence starts with the runner-up 4 (0.4 x 0.95).
+    model = _TableModel({(): {3: 0.6, 4: 0.4}, (3,): {3: 0.35, 4: 0.35, 2: 0.3}, (4,): {2: 0.95, 3: 0.025, 4: 0.025}},
+                        default={2: 0.9, 3: 0.05, 4: 0.05})
+    source = np.ones((1, 3), "int32")
+    assert greedy(model, source, 1, 2, 3)[0].tolist()[0] == 3
+    for length_penalty in (0.0, 0.6, 1.0):
+        expected = model.exhaustive(3, length_penalty)
+        assert expected[:2] == [4, 2]
+        for beams in (2, 3):
+            found = beam_search(model, np.ones((2, 3), "int32"), 1, 2, 3, beams, length_penalty)
+            assert found.tolist() == [expected, expected], (beams, length_penalty)
+
+
+def test_length_penalty_changes_the_choice_when_it_should():
+    # Stop now (0.5) or say two likely words and stop (0.5 x 0.9 x 0.9): raw probability prefers
+    # stopping, probability per token (length_penalty=1) prefers the longer sentence.
+    model = _TableModel({(): {2: 0.5, 3: 0.5}, (3,): {3: 0.9, 4: 0.05, 2: 0.05}, (3, 3): {2: 0.9, 3: 0.05, 4: 0.05}},
+                        default=FLAT)
+    source = np.ones((1, 3), "int32")
+    assert beam_search(model, source, 1, 2, 3, 2, length_penalty=0.0)[0].tolist() == [2, 0, 0] \
+        == model.exhaustive(3, 0.0)
+    assert beam_search(model, source, 1, 2, 3, 2, length_penalty=1.0)[0].tolist() == [3, 3, 2] \
+        == model.exhaustive(3, 1.0)
