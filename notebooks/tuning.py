@@ -33,6 +33,7 @@
 # %%
 import os
 import tempfile
+from pathlib import Path
 
 import pandas as pd
 
@@ -136,20 +137,57 @@ pd.read_csv(hyperband.run_dir / "trials.csv")[["rank", "trial", "val_rmse", "bud
 # fields of the same name; `dlapps train tabular --config best_config.toml` retrains it, as
 # does `dlapps tune ... --train-best`.
 
+# %% [markdown]
+# One training run is one sample: its validation RMSE moves with the seed (initialization,
+# shuffling, dropout). So both configurations are retrained from the same seeds, and the verdict
+# below is computed, not written in advance: the tuned recipe "wins" only when its mean
+# validation RMSE is lower by more than the larger of the two seed standard deviations; otherwise
+# the cell says that this run cannot tell them apart. The test split is read once, for the record.
+
 # %%
+import numpy as np
+
 print((result.run_dir / "best_config.toml").read_text())
-best = dlapps.train(task, PROFILE, config_file=result.run_dir / "best_config.toml",
-                    runs_root=RUNS, quiet=True)
-default = dlapps.train(task, PROFILE, runs_root=RUNS, quiet=True)
-pd.DataFrame({"hand-set profile": default.metrics["test"], "tuned": best.metrics["test"]}).T
+SEEDS = [0, 1] if SMOKE else [0, 1, 2]
+scores = {"hand-set profile": [], "tuned": []}
+test_scores = {"hand-set profile": [], "tuned": []}
+for seed in SEEDS:
+    for name, config_file in (("hand-set profile", None), ("tuned", result.run_dir / "best_config.toml")):
+        run = dlapps.train(task, PROFILE, sets={"seed": seed}, config_file=config_file, runs_root=RUNS, quiet=True)
+        scores[name].append(run.metrics["val"]["rmse"])
+        test_scores[name].append(run.metrics["test"]["rmse"])
+table = pd.DataFrame({name: {"val RMSE mean": np.mean(v), "val RMSE std": np.std(v),
+                             "test RMSE mean": np.mean(test_scores[name])} for name, v in scores.items()}).T
+margin = max(np.std(scores["tuned"]), np.std(scores["hand-set profile"]))
+difference = np.mean(scores["hand-set profile"]) - np.mean(scores["tuned"])
+if difference > margin:
+    verdict = "the tuned recipe is better"
+elif difference < -margin:
+    verdict = "the hand-set recipe is better"
+else:
+    verdict = "no measurable difference"
+print(f"{len(SEEDS)} seeds each; hand-set minus tuned validation RMSE = {difference:.2f} "
+      f"(seed spread {margin:.2f}): {verdict}")
+table
+
+# %%
+assert verdict == ("the tuned recipe is better" if difference > margin else
+                   "the hand-set recipe is better" if difference < -margin else "no measurable difference")
 
 # %% [markdown]
-# On a few hundred diabetes patients, validation RMSE is noisy: the tuned model is often, not
-# always, better on the test split. On California housing (`--profile full`, 16,512 rows) a
-# 20-trial bayesian search found periodic embeddings and a wider, deeper net: retrained from
-# three seeds, validation RMSE 48,120 USD against 49,160 for the hand-set recipe (every seed
-# better), and the `full` profile now holds its result (table in `saved_models/tabular/README.md`).
-#
+# The verdict printed above is what this run measured, whichever way it went. On a few hundred
+# diabetes patients (the offline data) a handful of short trials (the tests' smoke run: 3 trials
+# of 15 epochs) can easily lose to the hand-set recipe, which was itself chosen with care; the
+# demo's 12 trials have more chances. On California housing (`--profile full`, 16,512 rows) a 20-trial bayesian search
+# found periodic embeddings and a wider, deeper net: retrained from three seeds, validation RMSE
+# 48,120 USD against 49,160 for the hand-set recipe, every seed better (the table in
+# `saved_models/tabular/README.md`), and the `full` profile now holds its result.
+
+# %%
+card = (Path(dlapps.__file__).resolve().parents[1] / "saved_models" / "tabular" / "README.md").read_text()
+assert "**48,120**" in card and "49,160" in card  # the means quoted above, from the committed model card
+
+# %% [markdown]
 # ## Tuning on several machines
 # KerasTuner's chief/worker protocol: the chief runs the *oracle* (which hands out trials and
 # collects scores, over gRPC) and trains nothing; each worker asks for a trial, trains it,
