@@ -541,3 +541,34 @@ def test_length_penalty_changes_the_choice_when_it_should():
         == model.exhaustive(3, 0.0)
     assert beam_search(model, source, 1, 2, 3, 2, length_penalty=1.0)[0].tolist() == [3, 3, 2] \
         == model.exhaustive(3, 1.0)
+
+
+class _Always:
+    """A random.Random stand-in whose random() is always `value` (0: every optional 'and', 0.99: none)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def random(self):
+        return self.value
+
+
+NUMBER_WORDS = [  # (n, without the optional "and", with it), written by hand
+    (0, "zero", "zero"), (7, "seven", "seven"), (13, "thirteen", "thirteen"), (20, "twenty", "twenty"),
+    (42, "forty-two", "forty-two"), (99, "ninety-nine", "ninety-nine"), (100, "one hundred", "one hundred"),
+    (105, "one hundred five", "one hundred and five"), (310, "three hundred ten", "three hundred and ten"),
+    (999, "nine hundred ninety-nine", "nine hundred and ninety-nine"), (1000, "one thousand", "one thousand"),
+    (1005, "one thousand five", "one thousand and five"), (2020, "two thousand twenty", "two thousand and twenty"),
+    (12_019, "twelve thousand nineteen", "twelve thousand and nineteen"),
+    (70_000, "seventy thousand", "seventy thousand"),
+    (100_100, "one hundred thousand one hundred", "one hundred thousand one hundred"),
+    (700_005, "seven hundred thousand five", "seven hundred thousand and five"),
+    (999_999, "nine hundred ninety-nine thousand nine hundred ninety-nine",
+     "nine hundred and ninety-nine thousand nine hundred and ninety-nine"),
+]
+
+
+@pytest.mark.parametrize("n, plain, with_and", NUMBER_WORDS)
+def test_number_words_match_a_hand_written_table(n, plain, with_and):
+    assert number_in_words(n, _Always(0.99)) == plain
+    assert number_in_words(n, _Always(0.0)) == with_and
