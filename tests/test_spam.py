@@ -173,3 +173,41 @@ def test_real_sms_file_loads(shared_data):
                                         "char_tokens": "0", "max_tokens": "500"})
     data = TASK.load_data(cfg)
     assert data.info["train_size"] == 3122 and data.info["class_counts_train"][1] == 418
+
+
+def test_after_fit_picks_the_best_f1_threshold_not_the_best_accuracy(monkeypatch):
+    """On an imbalanced validation sample whose F1- and accuracy-optimal thresholds differ, the stored
+    threshold reaches the best F1 of a brute-force scan."""
+    import dataclasses
+
+    import keras
+
+    from dlapps.layers import DecisionThreshold
+    from dlapps.tasks.spam import model as spam_model
+
+    rng = np.random.default_rng(1)
+    y = (rng.uniform(size=400) < 0.08).astype(int)  # 8% spam
+    prob = 1 / (1 + np.exp(-(1.5 * y - 2.0 + rng.normal(scale=1.0, size=400))))
+    monkeypatch.setattr(spam_model, "probabilities", lambda model, dataset: (y, prob))
+
+    def counts(t):
+        predicted = prob >= t
+        return np.sum(predicted & (y == 1)), np.sum(predicted & (y == 0)), np.sum(~predicted & (y == 1))
+
+    def f1(t):
+        tp, fp, fn = counts(t)
+        return 2 * tp / (2 * tp + fp + fn)
+
+    scores = np.unique(prob)
+    candidates = (scores[:-1] + scores[1:]) / 2
+    best_f1 = max(f1(t) for t in candidates)
+    by_accuracy = max(candidates, key=lambda t: len(y) - sum(counts(t)[1:]))
+    assert f1(by_accuracy) < best_f1 - 0.1  # the two criteria disagree on this sample
+
+    inputs = keras.Input((1,))
+    model = keras.Model(inputs, DecisionThreshold(name=spam_model.THRESHOLD_LAYER)(inputs))
+    data = dlapps.task.Data(train=None, val="validation split (probabilities are patched)", test=None, info={})
+    result = TASK.after_fit(model, data, dataclasses.replace(TASK.Config(), threshold=None), None)
+    assert threshold_of(model) == pytest.approx(result["threshold"])
+    assert f1(result["threshold"]) == pytest.approx(best_f1)
+    assert result["val_f1_at_threshold"] == pytest.approx(best_f1)
