@@ -54,27 +54,40 @@ def sniff_delimiter(path: Path) -> str:
     return found
 
 
+def parse_numbers(values: pd.Series, decimal_comma: bool) -> tuple[pd.Series, pd.Series]:
+    """(float64 numbers, mask of non-empty cells that are not numbers) of `values`, cell by cell.
+
+    Each cell is read as in `to_number`; empty cells and cells that are not numbers are NaN.
+    """
+    text = values.astype("string").str.strip()
+    present = (text.notna() & (text != "")).fillna(False).astype(bool)
+    numbers = pd.Series(np.nan, index=values.index, dtype="float64")
+    cells = text[present]
+    if cells.empty:
+        return numbers, present
+    plain = cells.str.fullmatch(_PLAIN).astype(bool)
+    comma_like = cells.str.fullmatch(_DECIMAL_COMMA).astype(bool)
+    thousands = ~plain & cells.str.fullmatch(_THOUSANDS).astype(bool) & ~(decimal_comma & comma_like)
+    comma = ~plain & ~thousands & comma_like if decimal_comma else plain & False
+    good = plain | thousands | comma
+    converted = cells.where(~thousands, cells.str.replace(r"[, \u00a0\u202f]", "", regex=True))
+    converted = converted.where(~comma, converted.str.replace(r"[. \u00a0\u202f]", "", regex=True)
+                                .str.replace(",", ".", regex=False))
+    numbers[good[good].index] = converted[good].astype("float64")
+    bad = pd.Series(False, index=values.index)
+    bad[present] = ~good
+    return numbers, bad
+
+
 def to_number(values: pd.Series, decimal_comma: bool) -> pd.Series | None:
     """`values` (strings) as float64 when every non-empty cell is a number, else None.
 
     Plain numbers (`-122.23`, `1e5`), thousands separators (`2,100`, `2 100`, `1,234.5`) and,
     with `decimal_comma`, decimal commas (`8,3252`, `1.234,5`) are read; empty cells are NaN.
     """
-    text = values.astype("string").str.strip()
-    present = text.notna() & (text != "")
-    cells = text[present]
-    if cells.empty:
+    numbers, bad = parse_numbers(values, decimal_comma)
+    if bool(bad.any()) or numbers.isna().all():
         return None
-    numbers = pd.Series(np.nan, index=values.index, dtype="float64")
-    plain = cells.str.fullmatch(_PLAIN)
-    thousands = ~plain & cells.str.fullmatch(_THOUSANDS) & ~(decimal_comma & cells.str.fullmatch(_DECIMAL_COMMA))
-    comma = ~plain & ~thousands & cells.str.fullmatch(_DECIMAL_COMMA) if decimal_comma else plain & False
-    if not bool((plain | thousands | comma).all()):
-        return None
-    converted = cells.where(~thousands, cells.str.replace(r"[, \u00a0\u202f]", "", regex=True))
-    converted = converted.where(~comma, converted.str.replace(r"[. \u00a0\u202f]", "", regex=True)
-                                .str.replace(",", ".", regex=False))
-    numbers[present] = converted.astype("float64")
     return numbers
 
 

@@ -15,6 +15,7 @@ problem (missing column, unknown label, not UTF-8, one class only) is a `UserErr
 
 from __future__ import annotations
 
+import sys
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,13 +174,16 @@ def texts_from_inputs(inputs: Sequence[str], text_columns: Sequence[str] = ("tex
     """The texts of `predict`'s inputs: each is a text, or a file of texts.
 
     A `.txt` file gives one text per non-empty line; a `.tsv`/`.csv` file the column named like one
-    of `text_columns` (any case; the only column of a one-column file). Files must be UTF-8.
+    of `text_columns` (any case; the only column of a one-column file). Files must be UTF-8. A
+    file name that is not a file (`reviews.txt` mistyped) is read as a text, with a warning.
     Raises UserError for a table without such a column, a file that is not UTF-8, or no texts.
     """
     texts: list[str] = []
     for item in inputs:
         path = Path(item)
         if path.suffix.lower() not in TEXT_FILE_SUFFIXES or not path.is_file():
+            if path.suffix.lower() in TEXT_FILE_SUFFIXES and not any(ch.isspace() for ch in item):
+                print(f"dlapps: warning: no file {item}: read as a text itself", file=sys.stderr)
             texts.append(item)
             continue
         if path.suffix.lower() == ".txt":
@@ -200,6 +204,15 @@ def texts_from_inputs(inputs: Sequence[str], text_columns: Sequence[str] = ("tex
 
 # ----------------------------------------------------------------------------- predictions, metrics
 _SCORERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+NONEMPTY_TEXT = "a"
+"""A text of one word: what `_scorer` appends to every batch (and drops) so none is empty."""
+
+
+def has_words(text: str) -> bool:
+    """Whether `text` holds a letter or a digit. `predict` marks texts without ("", ":)", "!!!")
+    "(no words)": a word-level model reads them as an empty sequence and answers from its biases
+    alone (the same answer for every such text)."""
+    return any(ch.isalnum() for ch in text)
 
 
 def _scorer(model):
@@ -215,7 +228,13 @@ def _scorer(model):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def score(texts):
-        return tf.reshape(model(texts, training=False), [-1])
+        # One extra text with a word, so that a batch never tokenizes to zero time steps (a batch
+        # of texts without tokens, such as ":)", would give an LSTM or a Conv1D an empty sequence);
+        # its score is dropped. The others' scores do not change: they are padded to the batch's
+        # longest text anyway, and padding is masked. A text without tokens thus always gets the
+        # model's answer for an empty sequence, alone or in a batch.
+        padded = tf.concat([texts, tf.constant([NONEMPTY_TEXT])], axis=0)
+        return tf.reshape(model(padded, training=False), [-1])[:-1]
 
     _SCORERS[model] = score
     return score

@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from dlapps.data.text import binary_metrics, probabilities, read_text_lines, text_probabilities
+from dlapps.data.text import binary_metrics, has_words, probabilities, text_probabilities, texts_from_inputs
 from dlapps.errors import UserError
 from dlapps.layers import MaskedGlobalMaxPooling1D, TruncateSequence
 from dlapps.layers.text import NotPadding, ZeroMasked
@@ -182,15 +182,18 @@ def make_plots(model: keras.Model, data, cfg: Config, plots_dir: Path) -> list[P
 
 
 def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config, options: dict) -> list[str]:
-    """`positive  p(positive)=0.930  <text>` per text (a `.txt` file argument: one text per line).
+    """`positive  p(positive)=0.930  <text>` per text.
 
-    Raises UserError without texts.
+    Inputs are texts, or `.txt` (one text per line), `.tsv`/`.csv` (the `text` or `sentence`
+    column, any case) UTF-8 files of texts (`dlapps.data.text.texts_from_inputs`). A text with no
+    words (empty, ":)", "!!!") tokenizes to an empty sequence: it gets the model's answer for
+    an empty text (its biases alone; the same for every such text), marked "(no words)".
+    Raises UserError without texts, or for a file that is not UTF-8 or has no text column.
     """
-    texts = []
-    for item in inputs:
-        texts.extend(read_text_lines(item) if item.endswith(".txt") and Path(item).is_file() else [item])
+    texts = texts_from_inputs(inputs, ("text", "sentence"))
     if not texts:
         raise UserError('give texts to classify, e.g. dlapps predict sentiment "not good at all"')
     names = info.get("class_names", ["negative", "positive"])
     prob = text_probabilities(model, texts)
-    return [f"{names[int(p >= 0.5)]:<8}  p(positive)={p:.3f}  {text}" for p, text in zip(prob, texts)]
+    return [f"{names[int(p >= 0.5)]:<8}  p(positive)={p:.3f}  {text}{'' if has_words(text) else '  (no words)'}"
+            for p, text in zip(prob, texts)]

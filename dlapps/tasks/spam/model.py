@@ -19,8 +19,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from dlapps.data.text import (best_f1_threshold, binary_metrics, probabilities, read_text_lines,
-                              text_probabilities)
+from dlapps.data.text import (best_f1_threshold, binary_metrics, has_words, probabilities, text_probabilities,
+                              texts_from_inputs)
 from dlapps.errors import UserError
 from dlapps.layers import DecisionThreshold, TruncateSequence
 from dlapps.optim import make_optimizer
@@ -142,16 +142,20 @@ def make_plots(model: keras.Model, data, cfg: Config, plots_dir: Path) -> list[P
 
 
 def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config, options: dict) -> list[str]:
-    """`spam  p(spam)=0.970 (threshold 0.89)  <text>` per message (a `.txt` file argument: one
-    message per line), at the threshold of `threshold_of(model, cfg)`. Raises UserError without
-    messages."""
-    texts = []
-    for item in inputs:
-        texts.extend(read_text_lines(item) if item.endswith(".txt") and Path(item).is_file() else [item])
+    """`spam  p(spam)=0.970 (threshold 0.89)  <text>` per message, at the threshold of
+    `threshold_of(model, cfg)`.
+
+    Inputs are messages, or `.txt` (one message per line), `.tsv`/`.csv` (the `text`, `message`
+    or `sms` column, any case) UTF-8 files of messages (`dlapps.data.text.texts_from_inputs`).
+    A message with no words (empty, ":)", "!!!") is scored as it is (the n-gram model reads its
+    characters; the sequence model reads an empty sequence) and marked "(no words)".
+    Raises UserError without messages, or for a file that is not UTF-8 or has no text column.
+    """
+    texts = texts_from_inputs(inputs, ("text", "message", "sms"))
     if not texts:
         raise UserError('give messages to classify, e.g. dlapps predict spam "WINNER!! Claim your prize"')
     threshold = threshold_of(model, cfg)
     names = info.get("class_names", ["ham", "spam"])
     prob = text_probabilities(model, texts)
     return [f"{names[int(p >= threshold)]:<4}  p(spam)={p:.3f} (threshold {threshold:.2f})  {text}"
-            for p, text in zip(prob, texts)]
+            f"{'' if has_words(text) else '  (no words)'}" for p, text in zip(prob, texts)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tarfile
 
 import numpy as np
@@ -56,7 +57,10 @@ def read_source(cfg: Config) -> tuple[pd.DataFrame, str]:
 
 
 def prepare_frame(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, np.ndarray, dict]:
-    """(features, numeric targets, column kinds) with every check a user's CSV needs."""
+    """(features, numeric targets, column kinds) with every check a user's CSV needs.
+
+    Rows without a target value are dropped (`load_data` says how many on stderr).
+    """
     if target not in frame.columns:
         raise UserError(f"target column {target!r} not in the data; columns: {', '.join(map(str, frame.columns))} "
                         f"(choose one with --set target=COLUMN)")
@@ -112,6 +116,10 @@ def load_data(cfg: Config) -> Data:
     """Train/val/test splits of the configured table, with the statistics the model needs."""
     frame, description = read_source(cfg)
     features, y, kinds = prepare_frame(frame, cfg.target)
+    dropped = len(frame) - len(features)
+    if dropped:  # said on the console, not only in info.json
+        print(f"dlapps: note: {dropped} of {len(frame)} rows have no value in the target column "
+              f"{cfg.target!r}: dropped", file=sys.stderr)
     indexed = features.assign(__target=y).reset_index(drop=True)
     train, val, test = split_frame(indexed, cfg.val_fraction, cfg.test_fraction, cfg.seed)
     stats = {}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import keras
@@ -18,6 +16,7 @@ from dlapps.optim import make_optimizer
 from dlapps.runs import readable
 from dlapps.tasks.tabular.config import Config
 from dlapps.tasks.tabular.data import to_columns
+from dlapps.tasks.tabular.inputs import check_dataset_columns, read_inputs
 
 NUMERIC_ENCODINGS = choices(field_types(Config)["numeric_encoding"])
 
@@ -201,8 +200,12 @@ def _predictions(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate(model: keras.Model, data, cfg: Config) -> dict[str, float]:
-    """RMSE, MAE and R^2 on the test split, in the target's units."""
-    y_true, y_pred = _predictions(model, data.test)
+    """RMSE, MAE and R^2 on the test split, in the target's units.
+
+    The split's columns are checked against the model's (`inputs.check_dataset_columns`): missing
+    ones are an error, extra ones are ignored with a note.
+    """
+    y_true, y_pred = _predictions(model, check_dataset_columns(data.test, data.info))
     if len(y_true) == 0:
         raise UserError("no rows to evaluate")
     error = y_pred - y_true
@@ -223,35 +226,17 @@ def make_plots(model: keras.Model, data, cfg: Config, plots_dir: Path) -> list[P
 
 
 def parse_rows(inputs: list[str], info: dict) -> pd.DataFrame:
-    """Raw CSV rows (in the training file's column order, target optional) or CSV files -> frame."""
-    file_columns = info["file_columns"]
-    features = [c for c in file_columns if c != info["target"]]
-    frames = []
-    for item in inputs:
-        if item.lower().endswith((".csv", ".tsv")) and Path(item).exists():
-            from dlapps.data import read_table
-
-            frames.append(read_table(item))
-            continue
-        fields = next(csv.reader(io.StringIO(item), skipinitialspace=True))
-        if len(fields) == len(file_columns):
-            frames.append(pd.DataFrame([fields], columns=file_columns))
-        elif len(fields) == len(features):
-            frames.append(pd.DataFrame([fields], columns=features))
-        else:
-            raise UserError(f"row {item!r} has {len(fields)} fields; expected {len(features)} "
-                            f"({', '.join(features)})")
-    frame = pd.concat(frames, ignore_index=True).replace({"": None})
-    for column, kind in info["kinds"].items():
-        if kind == "numeric" and column in frame:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    return frame
+    """Raw CSV rows (in the training file's column order, target optional) or CSV files -> the
+    model's feature columns, checked against the model (see `dlapps.tasks.tabular.inputs`)."""
+    return read_inputs(inputs, info)
 
 
 def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config, options: dict) -> list[str]:
     """`<target> = <value>` for each raw CSV row (or every row of each CSV file given).
 
-    Raises UserError without inputs or for a row of the wrong width.
+    Rows and files are read by `dlapps.tasks.tabular.inputs.read_inputs`: a file missing model
+    columns, a row of the wrong width or with a non-number target field is a UserError; extra
+    columns are ignored with a note and unseen categories are counted in a warning (stderr).
     """
     if not inputs:
         raise UserError("give CSV rows (quoted) or a .csv file to predict")

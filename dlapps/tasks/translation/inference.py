@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlapps.data.text import texts_from_inputs
 from dlapps.errors import UserError
 from dlapps.tasks.translation import subword
 from dlapps.tasks.translation.config import Config
@@ -83,20 +84,19 @@ def evaluate(model, data, cfg: Config) -> dict[str, float]:
 
 
 def predict(model, inputs: list[str], info: dict, cfg: Config, options: dict) -> list[str]:
-    """One translation per input sentence (a .txt file argument: one sentence per line), decoded
-    with `cfg.beam_size` and `cfg.length_penalty`; a truncation warning is printed to stderr.
+    """One translation per source sentence, decoded with `cfg.beam_size` and `cfg.length_penalty`;
+    a truncation warning is printed to stderr.
 
-    Raises UserError without sentences or for an empty one.
+    Inputs are sentences, or `.txt` (one sentence per line), `.tsv`/`.csv` (the column named
+    `source`, the source language's code such as `en`, `text` or `sentence`, any case) UTF-8 files
+    of sentences (`dlapps.data.text.texts_from_inputs`). Raises UserError without sentences, for
+    an empty one, or for a file that is not UTF-8 or has no such column.
     """
     if not inputs:
         raise UserError('give sentences to translate, e.g. dlapps predict translation "a man is riding a bicycle ."')
-    sentences = []
-    for item in inputs:
-        path = Path(item)
-        if item.endswith(".txt") and path.exists():
-            sentences += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        else:
-            sentences.append(item)
+    sentences = texts_from_inputs(inputs, ("source", cfg.source_lang, "text", "sentence"))
+    if not sentences:
+        raise UserError("no sentences to translate in the files given")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TruncationWarning)
         outputs = translate(model, sentences, cfg.beam_size, cfg.length_penalty, cfg.decode_batch_size)
