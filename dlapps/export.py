@@ -353,28 +353,34 @@ _HANDLERS_REGISTERED = False
 
 
 def _write_onnx(item: Servable, output: Path) -> None:
-    """tf2onnx converts the function as reloaded from a SavedModel: there every tensor the Keras
-    layers captured (e.g. Normalization's mean, held as eager constants) is a graph constant or a
-    variable, which tf2onnx freezes; converted directly, such captures become missing inputs."""
-    global _HANDLERS_REGISTERED
-    import tempfile
+    """tf2onnx converts the function with every captured tensor frozen into a constant first.
 
+    Keras layers built from given statistics (Normalization's mean and variance) hold them as
+    eager constants, which a tf.function captures as extra graph inputs; tf2onnx freezes
+    variables but leaves such captures as inputs that no caller feeds. Freezing the concrete
+    function (`convert_variables_to_constants_v2`) turns both into constants."""
+    global _HANDLERS_REGISTERED
     import tensorflow as tf
     import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     if not _HANDLERS_REGISTERED:
         _register_onnx_handlers()
         _HANDLERS_REGISTERED = True
-    with tempfile.TemporaryDirectory() as folder:
-        _write_saved_model(item, Path(folder))
-        loaded = tf.saved_model.load(folder)  # kept referenced: its variables live as long as it does
-        reloaded = dataclasses.replace(item, function=lambda **inputs: loaded.signatures["serving_default"](**inputs))
-        function = reloaded.tf_function()
-        try:
-            tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=ONNX_OPSET,
-                                          output_path=str(output / FILES["onnx"]))
-        except Exception as err:  # noqa: BLE001
-            raise UserError(f"tf2onnx cannot convert this model: {str(err).splitlines()[0][:300]}") from None
+    concrete = item.tf_function().get_concrete_function()
+    frozen = convert_variables_to_constants_v2(concrete)
+    names, keys = list(item.specs), list(concrete.structured_outputs)
+
+    def call_frozen(**inputs):
+        result = frozen(*[inputs[name] for name in names])
+        return result if isinstance(result, dict) else dict(zip(keys, tf.nest.flatten(result)))
+
+    function = dataclasses.replace(item, function=call_frozen).tf_function()
+    try:
+        tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=ONNX_OPSET,
+                                      output_path=str(output / FILES["onnx"]))
+    except Exception as err:  # noqa: BLE001
+        raise UserError(f"tf2onnx cannot convert this model: {str(err).splitlines()[0][:300]}") from None
 
 
 # ----------------------------------------------------------------------------- running
@@ -718,17 +724,21 @@ def card_section(metas: list[dict]) -> str:
         figures = "; ".join(f"{name} {o['max_abs_difference']:.2g}" if "max_abs_difference" in o
                             else f"{name} {o['agreement']:.0%} equal" for name, o in report["outputs"].items())
         labels = f"{report['label_agreement']:.0%}" if "label_agreement" in report else "-"
-        inputs = ", ".join(f"{name} {spec['dtype']}{[d if d is not None else 'n' for d in spec['shape']]}"
+        inputs = ", ".join(f"{name} {spec['dtype']} ({', '.join('n' if d is None else str(d) for d in spec['shape'])})"
                            for name, spec in meta["inputs"].items())
         if len(inputs) > 90:
             inputs = f"{len(meta['inputs'])} tensors ({', '.join(sorted({s['dtype'] for s in meta['inputs'].values()}))})"
         rows.append(f"| `{meta['format']}` | {inputs} | {figures} | {labels} | {report['examples']} |")
-    notes = sorted({meta["notes"] for meta in metas if meta.get("notes")})
+    by_note: dict[str, list[str]] = {}
+    for meta in metas:
+        if meta.get("notes"):
+            by_note.setdefault(meta["notes"], []).append(f"`{meta['format']}`")
+    notes = [f"{', '.join(formats)}: {note}" for note, formats in by_note.items()]
     runtime = {k: v for meta in metas for k, v in meta["runtime"].items() if k != "python"}
     return ("## Exports\n\n`dlapps export TASK --format saved_model|litert|onnx` writes the model in each format "
             "and checks it in its own runtime against this model on the task's data "
             f"(tolerance |export - keras| <= {ATOL:g} + {RTOL:g}·|keras| elementwise):\n\n"
-            "| format | inputs | max abs difference | labels agree | examples |\n|---|---|---|---|---|\n"
+            "| format | inputs | max abs difference (output units) | labels agree | examples |\n|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n\n"
             + "".join(f"- {note}\n" for note in notes)
             + f"- Measured with {', '.join(f'{k} {v}' for k, v in runtime.items())}.\n")
