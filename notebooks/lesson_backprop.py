@@ -98,7 +98,8 @@ tape_grads = tape.gradient(loss, variables)
 print(f"by hand: dL/dw={dL_dw:.6f} dL/db={dL_db:.6f} dL/dx={dL_dx:.6f}")
 print("GradientTape:", {name: round(float(g), 6) for name, g in tape_grads.items()})
 assert np.isclose(float(loss), L)
-assert all(np.isclose(float(tape_grads[k]), v, rtol=1e-12) for k, v in [("w", dL_dw), ("b", dL_db), ("x", dL_dx)])
+by_hand = {"w": dL_dw, "b": dL_db, "x": dL_dx}
+assert all(np.isclose(float(tape_grads[k]), v, rtol=1e-12) for k, v in by_hand.items())
 u_var = tf.Variable(u)
 with tf.GradientTape() as tape:
     two_paths = u_var + u_var ** 2
@@ -326,7 +327,8 @@ print({k: f"{v:.1e}" for k, v in differences.items()})
 print(f"test accuracy: NumPy {numpy_accuracy:.4f}, model.fit {keras_accuracy:.4f} (chance 0.10)")
 
 assert max(differences.values()) < 1e-10
-assert np.allclose(numpy_losses, tape_losses, rtol=1e-10) and np.allclose(numpy_losses, history.history["loss"], rtol=1e-10)
+assert np.allclose(numpy_losses, tape_losses, rtol=1e-10)
+assert np.allclose(numpy_losses, history.history["loss"], rtol=1e-10)
 assert np.isclose(numpy_accuracy, keras_accuracy)
 assert numpy_losses[-1] < numpy_losses[0] < np.log(10)
 assert numpy_accuracy > (0.85 if QUICK else 0.95)

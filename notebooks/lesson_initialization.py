@@ -54,7 +54,8 @@ def mlp(depth, width, activation, initializer, batch_norm=False, name=None):
     inputs = keras.Input(shape=(64,))
     x = inputs
     for i in range(1, depth + 1):
-        x = keras.layers.Dense(width, kernel_initializer=initializer, use_bias=not batch_norm, name=f"dense_{i}")(x)
+        x = keras.layers.Dense(width, kernel_initializer=initializer, use_bias=not batch_norm,
+                               name=f"dense_{i}")(x)
         if batch_norm:
             x = keras.layers.BatchNormalization(momentum=0.9)(x)
         x = keras.layers.Activation(activation)(x)
@@ -159,7 +160,8 @@ plt.show()
 ratios = {name: float(v[-1] / v[0]) for name, v in variances.items()}
 print("variance at layer 25 / layer 1:", {k: f"{v:.2g}" for k, v in ratios.items()})
 assert ratios["ReLU + Glorot"] < 1e-6
-assert np.all((variances["ReLU + He"] > variances["ReLU + He"][0] / 4) & (variances["ReLU + He"] < 4 * variances["ReLU + He"][0]))
+he = variances["ReLU + He"]
+assert np.all((he > he[0] / 4) & (he < 4 * he[0]))
 assert 1e-2 < ratios["tanh + Glorot"] < 1
 
 # %% [markdown]
@@ -191,13 +193,16 @@ for activation, initializer in ACTIVATIONS.items():
     per_seed = []
     for seed in range(GRAD_SEEDS):
         keras.utils.set_random_seed(seed)
-        per_seed.append(gradient_norms(mlp(GRAD_DEPTH, 64, activation, initializer), X_train[:256], y_train[:256]))
+        model = mlp(GRAD_DEPTH, 64, activation, initializer)
+        per_seed.append(gradient_norms(model, X_train[:256], y_train[:256]))
     norms[activation] = np.median(per_seed, axis=0)
 
 fig, ax = plt.subplots(figsize=(7, 4))
 for activation, n in norms.items():
-    ax.semilogy(range(1, GRAD_DEPTH + 1), n, marker="o", markersize=3, label=f"{activation} + {ACTIVATIONS[activation]}")
-ax.set_xlabel("layer (1 = next to the input)"); ax.set_ylabel("‖∂L/∂W‖ at initialization"); ax.legend(fontsize=8)
+    ax.semilogy(range(1, GRAD_DEPTH + 1), n, marker="o", markersize=3,
+                label=f"{activation} + {ACTIVATIONS[activation]}")
+ax.set_xlabel("layer (1 = next to the input)"); ax.set_ylabel("‖∂L/∂W‖ at initialization")
+ax.legend(fontsize=8)
 ax.set_title(f"gradient per layer, {GRAD_DEPTH} layers, median of {GRAD_SEEDS} seeds")
 plt.show()
 first_over_last = {a: float(n[0] / n[-1]) for a, n in norms.items()}
@@ -301,9 +306,9 @@ assert clipped["accuracy"] > 0.25
 # %% [markdown]
 # Clipping bounds each step: with `clipnorm=1` and rate 0.01, SGD moves no variable by more than
 # 0.01, however large its gradient: a gradient (300, -400, 0, 0, 0) of norm 500 becomes
-# (0.6, -0.8, 0, 0, 0) and the step is (-0.006, 0.008, 0, 0, 0). In dlapps every task's config has the keys `clipnorm` and
-# `clipvalue` (`dlapps train TASK --set clipnorm=1.0`), which `dlapps.optim.make_optimizer` hands
-# to the Keras optimizer.
+# (0.6, -0.8, 0, 0, 0) and the step is (-0.006, 0.008, 0, 0, 0). In dlapps every task's config
+# has the keys `clipnorm` and `clipvalue` (`dlapps train TASK --set clipnorm=1.0`), which
+# `dlapps.optim.make_optimizer` hands to the Keras optimizer.
 
 # %%
 optimizer = optim.make_optimizer(TrainConfig(optimizer="sgd", learning_rate=0.01, clipnorm=1.0))

@@ -121,7 +121,8 @@ with np.errstate(all="ignore"):
 print("quadratic after 40 steps:", {k: f"{v:.3g}" for k, v in final.items()}, "(start 51.75)")
 print("Rosenbrock after 2,000 steps:", {k: f"{v:.3g}" for k, v in final_rosen.items()}, "(start 24.2)")
 small, right, large = final.values()
-assert np.allclose(descend(quadratic_grad, [-9.0, 1.5], 0.02, 1)[1], [-9.0 * (1 - 0.02), 1.5 * (1 - KAPPA * 0.02)])
+one_step = descend(quadratic_grad, [-9.0, 1.5], 0.02, 1)[1]
+assert np.allclose(one_step, [-9.0 * (1 - 0.02), 1.5 * (1 - KAPPA * 0.02)])
 assert large > quadratic(quad_paths["too small (0.02)"][0]) and right < 1e-4 and small > 1
 zigzag = np.sign(quad_paths[list(RATES)[1]][:10, 1])
 assert np.all(zigzag[1:] == -zigzag[:-1])                 # θ₂ changes sign at every step
@@ -347,7 +348,8 @@ def loss_and_grads(params, X, y):
 
 def train(name, lr, seed, epochs, batch_size=32):
     rng = np.random.default_rng(seed)
-    params = [rng.normal(0, np.sqrt(1 / 64), (64, 32)), np.zeros(32), rng.normal(0, np.sqrt(1 / 32), (32, 10)), np.zeros(10)]
+    params = [rng.normal(0, np.sqrt(1 / 64), (64, 32)), np.zeros(32),
+              rng.normal(0, np.sqrt(1 / 32), (32, 10)), np.zeros(10)]
     states = [{} for _ in params]
     with np.errstate(all="ignore"):
         for _ in range(epochs):
@@ -403,7 +405,7 @@ print(f"SGD at Adam's best rate ({best_rate['adam']:.2g}): {mean['sgd'][adam_rat
 print("largest loss above an optimizer's own best, per shared rate:",
       {f"{lr:.2g}": f"{h:.2f}" for lr, h in zip(SWEEP_RATES, handicap)})
 assert best_rate["sgd"] >= 10 * best_rate["adam"]
-assert np.allclose(adam(np.zeros(3), np.array([1e-2, 1.0, 1e3]), {}, 0.01), -0.01, rtol=1e-3)  # Adam's first step: lr
+assert np.allclose(adam(np.zeros(3), np.array([1e-2, 1.0, 1e3]), {}, 0.01), -0.01, rtol=1e-3)  # first step: lr
 assert mean["sgd"][adam_rate_index] > best_loss["sgd"] + 0.3
 assert min(handicap) > 0.2
 

@@ -91,7 +91,8 @@ for ax, name in zip(axes[:2], ["AND", "OR"]):
     last = int(np.nonzero(mistakes)[0].max()) + 1  # the line stops moving after the last mistake
     for epoch, (w, b) in enumerate(lines[:last]):
         if abs(w[1]) > 1e-9:
-            ax.plot(xs, -(w[0] * xs + b) / w[1], color=plt.cm.viridis(epoch / max(1, last - 1)), label=f"epoch {epoch + 1}")
+            ax.plot(xs, -(w[0] * xs + b) / w[1], color=plt.cm.viridis(epoch / max(1, last - 1)),
+                    label=f"epoch {epoch + 1}")
     ax.scatter(X[:, 0], X[:, 1], c=GATES[name], cmap="coolwarm", edgecolors="black", s=120, zorder=3)
     ax.set_xlim(-0.5, 1.5); ax.set_ylim(-0.5, 1.5); ax.set_title(f"{name}: decision line per epoch")
     ax.legend(fontsize=7, loc="upper right")
@@ -200,7 +201,7 @@ assert hidden_mistakes.min() == 0
 
 # %% [markdown]
 # ## 4. Without an activation the network is linear
-# Remove the `tanh`: `W₂(W₁x + b₁) + b₂ = (W₂W₁)x + (W₂b₁ + b₂)` is a single linear map, so the
+# Remove the `tanh`: `W₂(W₁x + b₁) + b₂ = (W₂W₁)x + (W₂b₁ + b₂)` is one linear map, so the
 # hidden layer adds nothing and the model is a logistic regression, which cannot do better on XOR
 # than predicting 0.5 everywhere (binary cross-entropy ln 2 ≈ 0.693, accuracy at chance). We
 # train it the same way (same seed), check that the collapsed map reproduces its logits, and
@@ -269,7 +270,8 @@ plt.show()
 xn = x.numpy()
 at = lambda value: int(np.argmin(np.abs(xn - value)))  # noqa: E731
 print({name: round(float(derivatives[name].max()), 4) for name in ACTIVATIONS})
-assert np.isclose(derivatives["sigmoid"].max(), 0.25, atol=1e-4) and abs(xn[derivatives["sigmoid"].argmax()]) < 0.01
+assert np.isclose(derivatives["sigmoid"].max(), 0.25, atol=1e-4)
+assert abs(xn[derivatives["sigmoid"].argmax()]) < 0.01
 assert np.isclose(derivatives["tanh"].max(), 1.0, atol=1e-4)
 assert derivatives["sigmoid"][at(5)] < 0.01 and derivatives["tanh"][at(5)] < 0.01
 assert derivatives["sigmoid"][at(-5)] < 0.01 and derivatives["tanh"][at(-5)] < 0.01
