@@ -25,7 +25,8 @@ runs it (callbacks, checkpoints and TensorBoard included in its time); each init
 seconds of `fit` (of `HistGradientBoostingRegressor.fit`); examples/s are training examples x
 epochs (boosting iterations) / seconds. "Epochs to reference" is the first epoch at which the
 recipe's validation score matched the reference's, and "~s to reference" that epoch's share of its
-training time. Ratios are dlapps / reference, measured in the same run: on a shared or busy
+training time. "cpu s" are the process's CPU seconds (all threads) in the same span: on a machine
+shared with other work they vary less than wall-clock seconds. Ratios are dlapps / reference, measured in the same run: on a shared or busy
 machine compare ratios, not seconds. A JSON with the machine, versions and every figure is
 written to `--out` (default benchmarks/results/).
 
@@ -35,6 +36,7 @@ This is a benchmark, never a test: nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -117,14 +119,14 @@ def mnist_reference(data, seed: int, epochs: int) -> dict:
     ])
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     x, y = scale(x_train), keras.utils.to_categorical(y_train, classes)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model.fit(x, y, batch_size=128, epochs=epochs, verbose=0)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 
     def accuracy(x_part, y_part):
         return float(np.mean(model.predict(scale(x_part), batch_size=512, verbose=0).argmax(axis=1) == y_part))
 
-    return {"seconds": seconds, "epochs": epochs, "n_train": len(x_train),
+    return {"seconds": seconds, "cpu_seconds": cpu, "epochs": epochs, "n_train": len(x_train),
             "val": accuracy(x_val, y_val), "test": accuracy(x_test, y_test)}
 
 
@@ -146,15 +148,15 @@ def sentiment_reference(data, seed: int, epochs: int, sequence_length: int = 64)
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     x_train = ids(texts)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model.fit(x_train, labels.astype("float32"), batch_size=32, epochs=epochs, verbose=0)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 
     def accuracy(part_texts, part_labels):
         scores = model.predict(ids(part_texts), batch_size=512, verbose=0)[:, 0]
         return float(np.mean((scores >= 0.5) == (part_labels >= 0.5)))
 
-    return {"seconds": seconds, "epochs": epochs, "n_train": len(x_train),
+    return {"seconds": seconds, "cpu_seconds": cpu, "epochs": epochs, "n_train": len(x_train),
             "val": accuracy(val_texts, val_labels), "test": accuracy(test_texts, test_labels)}
 
 
@@ -192,24 +194,47 @@ def tabular_reference(data, seed: int, max_iter: int = 500) -> dict:
         return part
 
     model = HistGradientBoostingRegressor(max_iter=max_iter, categorical_features="from_dtype", random_state=seed)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     model.fit(train, y_train)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 
     def rmse(part, y):
         return float(np.sqrt(np.mean((model.predict(same_categories(part)) - y) ** 2)))
 
-    return {"seconds": seconds, "epochs": int(model.n_iter_), "n_train": len(y_train),
+    return {"seconds": seconds, "cpu_seconds": cpu, "epochs": int(model.n_iter_), "n_train": len(y_train),
             "val": rmse(x_val, y_val), "test": rmse(x_test, y_test)}
 
 
 # ----------------------------------------------------------------------------- dlapps
+class CpuClock:
+    """A Keras callback adding up this process's CPU seconds (all threads) spent inside `fit`."""
+
+    def __new__(cls):
+        import keras
+
+        class _Clock(keras.callbacks.Callback):
+            seconds = 0.0
+
+            def on_train_begin(self, logs=None):
+                self._start = time.process_time()
+
+            def on_train_end(self, logs=None):
+                self.seconds += time.process_time() - self._start
+
+        return _Clock()
+
+
 def dlapps_recipe(task, cfg, seed: int, runs_dir: str, metric: str, reference_val: float | None, goal: str) -> dict:
     """One `dlapps.training.train` run of `cfg` from initial seed `seed`: figures as the references'."""
-    from dlapps import training
+    from dlapps import config, training
     from dlapps.runtime import Runtime
 
-    result = training.train(task, cfg, Runtime(seed=seed), runs_root=runs_dir, quiet=True)
+    clock = CpuClock()
+    timed = dataclasses.replace(task, callbacks=lambda c, run_dir, data: [*task.callbacks(c, run_dir, data), clock])
+    result = training.train(timed, cfg, Runtime(seed=seed), runs_root=runs_dir, quiet=True)
+    used = json.loads((Path(result.run_dir) / "config.json").read_text())["config"]
+    if used != json.loads(json.dumps(config.to_dict(cfg), default=str)):  # the run is what the table says
+        raise SystemExit(f"{result.run_dir}: trained with another config than requested")
     history = result.history.get(f"val_{metric}", [])
     epochs = int(result.metrics["epochs"])
     seconds = float(result.metrics["train_seconds"])
@@ -217,7 +242,8 @@ def dlapps_recipe(task, cfg, seed: int, runs_dir: str, metric: str, reference_va
     if reference_val is not None:
         better = (lambda v: v >= reference_val) if goal == "max" else (lambda v: v <= reference_val)
         reached = next((i + 1 for i, value in enumerate(history) if better(value)), None)
-    return {"seconds": seconds, "epochs": epochs, "n_train": int(result.data.info["train_size"]),
+    return {"seconds": seconds, "cpu_seconds": clock.seconds, "epochs": epochs,
+            "n_train": int(result.data.info["train_size"]),
             "val": float(result.metrics["val"][metric]), "test": float(result.metrics["test"][metric]),
             "epochs_to_reference": reached,
             "seconds_to_reference": seconds * reached / epochs if reached else None,
@@ -257,6 +283,7 @@ def summary(name: str, rows: list[dict]) -> dict:
     """Seeds of one side averaged: quality, seconds, examples/s (and per-seed values)."""
     seconds = mean(rows, "seconds")
     return {"name": name, "val": mean(rows, "val"), "test": mean(rows, "test"), "seconds": seconds,
+            "cpu_seconds": mean(rows, "cpu_seconds"),
             "epochs": mean(rows, "epochs"),
             "examples_per_second": mean(rows, "n_train") * mean(rows, "epochs") / seconds,
             "seconds_to_reference": mean(rows, "seconds_to_reference")
@@ -269,17 +296,19 @@ def table(task_name: str, metric: str, goal: str, reference: dict, recipes: list
     fmt = (lambda v: f"{v:,.0f}") if metric == "rmse" else (lambda v: f"{v:.4f}")
     lines = [f"{task_name}: {metric} ({'higher' if goal == 'max' else 'lower'} is better), "
              f"mean of {len(reference['seeds'])} seed(s)",
-             f"{'':<26}{'val ' + metric:>15}{'test ' + metric:>15}{'train s':>10}{'examples/s':>12}"
+             f"{'':<26}{'val ' + metric:>15}{'test ' + metric:>15}{'train s':>10}{'cpu s':>9}{'examples/s':>12}"
              f"{'epochs':>8}{'~s to ref':>11}"]
     for side in [reference, *recipes]:
         to_ref = side.get("seconds_to_reference")
         lines.append(f"{side['name']:<26}{fmt(side['val']):>15}{fmt(side['test']):>15}{side['seconds']:>10.1f}"
+                     f"{side['cpu_seconds']:>9.1f}"
                      f"{side['examples_per_second']:>12.0f}{side['epochs']:>8.0f}"
                      f"{(f'{to_ref:.1f}' if to_ref else '-'):>11}")
     for recipe in recipes:
         relative = (recipe["val"] / reference["val"] - 1) * 100
         to_ref = recipe.get("seconds_to_reference")
         lines.append(f"  {recipe['name']} / reference: time x{recipe['seconds'] / reference['seconds']:.2f}, "
+                     f"cpu time x{recipe['cpu_seconds'] / reference['cpu_seconds']:.2f}, "
                      f"examples/s x{recipe['examples_per_second'] / reference['examples_per_second']:.2f}, "
                      f"val {metric} {relative:+.2f}%"
                      + (f", time to the reference's val {metric} x{to_ref / reference['seconds']:.2f}" if to_ref else
@@ -347,6 +376,7 @@ def main(argv: list[str] | None = None) -> dict:
               "machine": {**facts, "load_average_at_end": list(os.getloadavg())}, "split": split,
               "reference": reference, "dlapps": recipes,
               "ratios": {r["name"]: {"time": r["seconds"] / reference["seconds"],
+                                     "cpu_time": r["cpu_seconds"] / reference["cpu_seconds"],
                                      "examples_per_second": r["examples_per_second"] / reference["examples_per_second"],
                                      "val_relative": r["val"] / reference["val"] - 1,
                                      "time_to_reference_quality": (r["seconds_to_reference"] / reference["seconds"]
