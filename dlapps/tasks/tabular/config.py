@@ -26,6 +26,9 @@ class Config(TrainConfig):
     """Any Keras activation name (relu, gelu, selu, elu, tanh, swish, ...)."""
     dropout: float = 0.0
     l2: float = 0.0
+    l1: float = 0.0
+    """L1 penalty λ·Σ|w| on the hidden layers' kernels, as `l2` (both may be set); it drives weights the
+    data do not defend to about zero (lesson_regularization §3)."""
     batch_norm: bool = False
     loss: Literal["mse", "huber"] = "mse"
     """mse or huber (both on the standardised target)."""

@@ -80,7 +80,8 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
                           if hp else cfg.periodic_sigma)}  # (declared for every trial: used when periodic)
     inputs, x = preprocessing({**info, "one_hot_max": cfg.one_hot_max, "embedding_dim": cfg.embedding_dim,
                                "numeric_encoding": encoding, "periodic": periodic})
-    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
+    regularizer = (keras.regularizers.L1L2(l1=cfg.l1, l2=l2) if cfg.l1 > 0
+                   else keras.regularizers.L2(l2) if l2 > 0 else None)
     if cfg.ensemble < 1:
         raise UserError(f"ensemble={cfg.ensemble}: give the number of MLPs, at least 1")
     if cfg.ensemble > 1:
