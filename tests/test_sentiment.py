@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 
@@ -167,6 +168,14 @@ def test_sentence_weight_and_cnn_branch(tmp_path):
     assert {round(weight[s] / weight[s.rsplit(" ", 1)[0]], 4) for s in sentences if s in weight} == {3.0}
     assert abs(np.mean(list(weight.values())) - 1.0) < 1e-6  # mean weight 1
     model = TASK.build_model(cfg, {**data.info, "steps_per_epoch": 1})
+    # The CNN branch is there: one Conv1D of conv_filters per width, max-pooled, joined to the RNN's output.
+    convs = {layer.name: (layer.filters, layer.kernel_size) for layer in model.layers
+             if isinstance(layer, keras.layers.Conv1D)}
+    assert convs == {"conv_2": (4, (2,)), "conv_3": (4, (3,))}
+    joined = model.get_layer("rnn_and_cnn").output.shape[-1]
+    assert joined == 2 * cfg.units + 2 * 4 and model.get_layer("p_positive").kernel.shape[0] == joined
+    without = TASK.build_model(dataclasses.replace(cfg, conv_filters=0), {**data.info, "steps_per_epoch": 1})
+    assert not [layer for layer in without.layers if isinstance(layer, keras.layers.Conv1D)]
     model.fit(batched(data.train, 8), epochs=1, verbose=0)
     model.save(tmp_path / "m.keras")
     texts = ["w0 w1 w2 film", "film", ""]
