@@ -55,6 +55,7 @@ print(cfg)
 # %%
 for words, digits in generated_pairs(5, seed=1):
     print(f"{words!r:60} -> {digits!r}   tokens: {python_tokens(digits)}")
+assert python_tokens("702") == ["7", "0", "2"]
 
 # %% [markdown]
 # ## Words or subwords?
@@ -76,6 +77,7 @@ wordpiece = subword.vectorizer("wordpiece", pieces, 16)
 ids = np.asarray(wordpiece(np.array(["Ein Radfahrer trägt Fahrradhelme."], dtype=object)))[0]
 tokens = [wordpiece.get_vocabulary()[i] for i in ids if i]
 print(tokens, "->", subword.tokens_to_text(tokens, "wordpiece"))
+assert "[UNK]" not in tokens and any(t.startswith("##") for t in tokens)  # spelt with pieces, not unknown
 
 # %% [markdown]
 # ## Training
@@ -110,6 +112,7 @@ model.get_layer("transformer").summary()
 sentences = ["forty-two", "three hundred and seven thousand five hundred", "nineteen thousand and one"]
 for beams in (1, 4):
     print(beams, translate(model, sentences, beam_size=beams))
+assert translate(model, sentences, beam_size=1) == translate(model, sentences)  # one beam is greedy
 
 # %% [markdown]
 # ## The causal mask, checked
@@ -124,6 +127,7 @@ changed[:, 4:] = np.random.default_rng(1).integers(1, 10, size=(1, cfg.max_lengt
 before, after = np.asarray(transformer([source, target])), np.asarray(transformer([source, changed]))
 print("max change at positions 0-3:", np.abs(before[:, :4] - after[:, :4]).max())
 print("max change at positions 4+: ", np.abs(before[:, 4:] - after[:, 4:]).max())
+assert np.abs(before[:, :4] - after[:, :4]).max() < 1e-4 < np.abs(before[:, 4:] - after[:, 4:]).max()
 
 # %% [markdown]
 # ## Where the decoder looks
@@ -164,3 +168,9 @@ saved = Path(dlapps.__file__).resolve().parents[1] / "saved_models" / "translati
 if saved.exists() and PROFILE != "smoke":
     german, _ = runs.load_model(saved)
     print(translate(german, ["A man is riding a bicycle.", "Two dogs are playing in the snow."], beam_size=4))
+if saved.exists():  # "about 37 BLEU": the committed model's card
+    import json
+
+    bleu = json.loads((saved.parent / "metrics.json").read_text())["val"]["bleu"]
+    print(f"committed model: validation BLEU {bleu:.1f}")
+    assert 36.5 < bleu < 38
