@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15
 
 notebooks: $(STAMP)
-	$(BIN)/jupytext --to ipynb notebooks/*.py
+	$(BIN)/jupytext --to ipynb --execute notebooks/*.py  # executed: figures and numbers inline
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
