@@ -95,13 +95,13 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 class _CycledMomentum:
     """Optimizer mixin: while `apply` runs, the momentum attribute follows the `OneCycle` schedule.
 
-    The optimizer's update step reads its momentum (`_momentum_name`: "momentum" or "beta_1") from
-    this attribute; during `apply` (traced into the train step) it is `schedule.momentum(iterations)`,
-    a tensor of the current step; everywhere else (get_config, build) it is the configured float,
-    so saving and loading see plain values. With another learning rate it is the float throughout.
+    The optimizer's update step reads its momentum (SGD's `momentum`, Adam's `beta_1`) from an
+    attribute that the subclass makes a `_cycled_attribute`. During `apply` (traced into the train
+    step) it is `schedule.momentum(iterations)`, a tensor of the current step; everywhere else
+    (get_config, build) it is the configured float, so saving and loading see plain values. With
+    another learning rate it is the float throughout.
     """
 
-    _momentum_name = "beta_1"
     _in_apply = False
 
     def apply(self, grads, trainable_variables=None):
@@ -132,7 +132,6 @@ def _cycled_attribute(name: str) -> property:
 class OneCycleSGD(_CycledMomentum, keras.optimizers.SGD):
     """SGD with (Nesterov) momentum whose momentum follows `OneCycle.momentum` (see `_CycledMomentum`)."""
 
-    _momentum_name = "momentum"
     momentum = _cycled_attribute("momentum")
 
     def build(self, variables):
