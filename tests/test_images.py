@@ -412,8 +412,8 @@ def test_folder_evaluation_preprocesses_as_predict(case, tmp_path, mnist_model, 
 
 
 # --- class folders mapped to the model's class names
-@pytest.mark.parametrize("case", ["shared 3 and 7", "shared 2 and 7, autoencoder", "only 5", "1, 4 and 9 in mixed modes",
-                                  "unknown folder name"])
+@pytest.mark.parametrize("case", ["shared 3 and 7", "shared 2 and 7, autoencoder", "only 5",
+                                  "1, 4 and 9 in mixed modes", "unknown folder name"])
 def test_partial_class_folders_are_scored_against_the_models_classes(case, tmp_path, mnist_model,
                                                                       reference_digits):
     model, info = mnist_model
@@ -493,3 +493,37 @@ def test_nothing_is_overwritten_without_overwrite(case, tmp_path, reference_digi
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["seven.png", "three.png", existing.name])  # nothing
     lines = task.predict(model, inputs, info, task.config(), dict(options, overwrite=True))
     assert _digest(existing) != before and sum("replaced the old file" in line for line in lines) == 1
+
+
+def test_imagenet_folder_reads_as_predict(tmp_path, reference_digits, capsys):
+    """The imagenet task's folders go through `load_image`, the reader predict uses: EXIF orientation,
+    transparency, blank files skipped and reported, the same pixels in tf.data as in predict."""
+    from dlapps import config
+    from dlapps.tasks.imagenet import TASK
+    from dlapps.tasks.imagenet.data import load_image
+
+    root = tmp_path / "pictures"
+    for digit in (3, 8):
+        folder = root / str(digit)
+        folder.mkdir(parents=True)
+        Image.fromarray(_paper(reference_digits[digit])).save(folder / "paper.png")
+        _ink_file("RGBA light ink", reference_digits[digit], folder / "transparent")
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        Image.fromarray(_paper(reference_digits[digit])).transpose(EXIF_TRANSPOSE[6]).save(
+            folder / "sideways.png", exif=exif)
+    shutil.copy(_blank_file("fully transparent RGBA", tmp_path), root / "8" / "empty_canvas.png")
+    cfg = dataclasses.replace(config.resolve(TASK, "smoke"), data=str(root), source="file",
+                              val_fraction=0.0, test_fraction=0.0)
+    data = TASK.load_data(cfg)
+    assert "1 file(s) skipped (1 blank image (no contrast))" in data.info["source_description"]
+    assert "8/empty_canvas.png" in capsys.readouterr().err  # reported on the console, by name
+    shape = data.info["image_shape"]
+    files = [p for name in ("3", "8") for p in sorted((root / name).iterdir()) if p.name != "empty_canvas.png"]
+    pairs = list(data.train.as_numpy_iterator())
+    assert len(pairs) == len(files) == 6
+    for (image, label), path in zip(pairs, files):
+        np.testing.assert_array_equal(image, load_image(str(path), shape))
+        assert label == ["3", "8"].index(path.parent.name)
+    np.testing.assert_array_equal(load_image(str(root / "3" / "sideways.png"), shape),
+                                  load_image(str(root / "3" / "paper.png"), shape))

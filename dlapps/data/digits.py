@@ -137,8 +137,8 @@ def keras_arrays(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     return x_train, y_train, x_test, y_test
 
 
-def file_arrays(path: str, center: bool = True, min_classes: int = 2,
-                invert: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, str, list | None]:
+def file_arrays(path: str, center: bool = True, min_classes: int = 2, invert: str = "auto"
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, str, list | None]:
     """(x_train, y_train, x_test, y_test, description, folder class names) from --data.
 
     A `.npz` (keras.datasets layout, or `x, y`) or a folder of class sub-folders. Each image of a

@@ -37,7 +37,7 @@ from dlapps.task import Phase
 from dlapps.tasks.imagenet.backbones import (BACKBONE_LAYER, DIGITS, application, build_base, canonical,
                                              default_image_size, keras_application)
 from dlapps.tasks.imagenet.config import Config
-from dlapps.tasks.imagenet.data import load_image  # noqa: F401  (the one image reader; serve/explain import it from here too)
+from dlapps.tasks.imagenet.data import load_image  # noqa: F401  (serve and explain import it from here)
 
 
 def _compile(model: keras.Model, optimizer) -> None:
@@ -218,8 +218,8 @@ def predict(model: keras.Model, inputs: list[str], info: dict, cfg: Config, opti
     else the trained model's own (`info["class_names"]`).
     Images of any size and mode are read as training reads a folder's files (`load_image`: EXIF
     orientation, transparency, shorter side resized, centre crop); a blank one is still classified,
-    with a warning on stderr and on its line. Raises UserError without inputs, for an unreadable file, or when ImageNet class names are
-    needed offline without `options["class_index"]`.
+    with a warning on stderr and on its line. Raises UserError without inputs, for an unreadable
+    file, or when ImageNet class names are needed offline without `options["class_index"]`.
     """
     if not inputs:
         raise UserError("give one or more image files to classify, e.g. dlapps predict imagenet photo.jpg")
