@@ -37,3 +37,61 @@ def test_each_step_sees_the_global_batch(strategy, devices, replicas, runs):
     assert recorder.per_step() == [global_batch] * (TRAIN_SIZE // global_batch)
     assert result.metrics["global_batch_size"] == global_batch
     assert result.data.info["steps_per_epoch"] == TRAIN_SIZE // global_batch
+
+
+def test_command_line_train_options_reach_the_run(tmp_path, monkeypatch, capsys):
+    """README claims, from the command line on the tiny task: list, list --keys, --config, --set, --seed,
+    --deterministic, --strategy mirrored --devices cpu:2, --precision, --overwrite, best.keras, tensorboard/."""
+    import json
+
+    import numpy as np
+    import tiny_task
+
+    from dlapps import cli
+    from dlapps.runs import load_model
+
+    tiny_task.register(monkeypatch)
+    assert cli.main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert "tiny" in listing and "mnist" in listing and TINY.summary in listing
+    assert cli.main(["list", "--keys", "tiny"]) == 0
+    assert "units" in capsys.readouterr().out
+
+    settings = tmp_path / "tuned.toml"
+    settings.write_text("[config]\nunits = 3\nepochs = 3\n", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    command = ["train", "tiny", "--profile", "smoke", "--config", str(settings), "--set", "learning_rate=0.02",
+               "--seed", "7", "--deterministic", "--strategy", "mirrored", "--devices", "cpu:2",
+               "--run-dir", str(run_dir), "--quiet"]
+    assert cli.main(command) == 0
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["config"]["units"] == 3 and saved["config"]["epochs"] == 3  # the file beats the profile
+    assert saved["config"]["learning_rate"] == 0.02  # --set beats the file
+    assert saved["runtime"]["seed"] == 7 and saved["runtime"]["deterministic"] is True
+    assert saved["runtime"]["strategy"] == "mirrored" and saved["replicas"] == 2
+    first = json.loads((run_dir / "metrics.json").read_text())
+    assert (run_dir / "best.keras").exists() and any((run_dir / "tensorboard").rglob("events.out.tfevents*"))
+
+    # The same run directory again: refused (exit 2, one line) unless --overwrite; same seed, same metrics.
+    capsys.readouterr()
+    assert cli.main(command) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(command + ["--overwrite"]) == 0
+    again = json.loads((run_dir / "metrics.json").read_text())
+    assert again["test"] == first["test"]
+
+    # --precision: the saved model computes in float16 with float32 variables; best.keras is the best epoch.
+    other = tmp_path / "mixed"
+    assert cli.main(["train", "tiny", "--profile", "smoke", "--precision", "mixed_float16", "--run-dir", str(other),
+                     "--quiet"]) == 0
+    model, _ = load_model(other / "model.keras")
+    dense = [layer for layer in model.layers if layer.weights][0]
+    assert dense.dtype_policy.name == "mixed_float16" and dense.compute_dtype == "float16"
+    best, _ = load_model(other / "best.keras")
+    history = json.loads((other / "metrics.json").read_text())
+    val = tiny_task.load_data(None).val.batch(8)
+    val_loss = best.evaluate(val, verbose=0, return_dict=True)["loss"]
+    losses = [float(line.split(",")[header.index("val_loss")]) for header in
+              [(other / "history.csv").read_text().splitlines()[0].split(",")]
+              for line in (other / "history.csv").read_text().splitlines()[1:]]
+    assert val_loss == pytest.approx(min(losses), rel=1e-2) and np.isfinite(history["test"]["loss"])
