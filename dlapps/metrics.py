@@ -70,10 +70,13 @@ def classification_scores(y_true: np.ndarray, probabilities: np.ndarray,
 
 
 def macro_f1(y_true: np.ndarray, probabilities: np.ndarray) -> float:
-    """The unweighted mean over the classes present of each class's F1 score."""
+    """The unweighted mean of each class's F1 score, over the classes present in `y_true` (a folder
+    holding only some classes is not marked down for the classes it does not hold)."""
     from sklearn.metrics import f1_score
 
-    return float(f1_score(np.asarray(y_true), np.asarray(probabilities).argmax(axis=1), average="macro"))
+    y_true = np.asarray(y_true)
+    return float(f1_score(y_true, np.asarray(probabilities).argmax(axis=1), labels=np.unique(y_true),
+                          average="macro", zero_division=0))
 
 
 def classification_plots(model, dataset, class_names: Sequence[str], plots_dir: Path, worst: int = 32,
