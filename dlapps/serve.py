@@ -14,8 +14,8 @@ REST API (JSON in, JSON out):
   takes ``"beam_size"`` (1-8).
 
 Errors are ``{"error": "<one line>"}``: HTTP 400 for a malformed request (not JSON, no
-``inputs`` list, an input of the wrong kind), 404 for a task that is not served, 413 for a
-request over the limits: at most ``MAX_BODY_BYTES`` (8 MiB) of body, ``MAX_BATCH`` (64)
+``inputs`` list, an input of the wrong kind), 404 for a task that is not served, 500 (one line,
+no trace) if the model itself fails, 413 for a request over the limits: at most ``MAX_BODY_BYTES`` (8 MiB) of body, ``MAX_BATCH`` (64)
 inputs, ``MAX_TEXT_CHARS`` (5,000) characters a text.
 
 The server binds to 127.0.0.1 (this machine only) unless `--host` says otherwise, prints its
@@ -350,9 +350,9 @@ def create_app(served: dict[str, Served]):
             return await anyio.to_thread.run_sync(predict, served, task_name, decoded)
         except BadRequest as err:
             return JSONResponse({"error": str(err)}, status_code=err.status)
-        except Exception as err:  # noqa: BLE001 (a model failing on an odd input: one line, no trace)
-            return JSONResponse({"error": f"prediction failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"},
-                                status_code=400)
+        except Exception as err:  # noqa: BLE001 (a failure of ours: one line and HTTP 500, never a trace)
+            first = str(err).splitlines()[0][:200] if str(err) else ""
+            return JSONResponse({"error": f"prediction failed: {type(err).__name__}: {first}"}, status_code=500)
 
     return gr.mount_gradio_app(app, build_ui(served), path="/", theme=_theme(), footer_links=[])
 
