@@ -358,7 +358,8 @@ def _write_onnx(item: Servable, output: Path) -> None:
     Keras layers built from given statistics (Normalization's mean and variance) hold them as
     eager constants, which a tf.function captures as extra graph inputs; tf2onnx freezes
     variables but leaves such captures as inputs that no caller feeds. Freezing the concrete
-    function (`convert_variables_to_constants_v2`) turns both into constants."""
+    function (`convert_variables_to_constants_v2`) turns both into constants; it is done only
+    for functions with such captures."""
     global _HANDLERS_REGISTERED
     import tensorflow as tf
     import tf2onnx
@@ -367,15 +368,19 @@ def _write_onnx(item: Servable, output: Path) -> None:
     if not _HANDLERS_REGISTERED:
         _register_onnx_handlers()
         _HANDLERS_REGISTERED = True
-    concrete = item.tf_function().get_concrete_function()
-    frozen = convert_variables_to_constants_v2(concrete)
-    names, keys = list(item.specs), list(concrete.structured_outputs)
+    function = item.tf_function()
+    concrete = function.get_concrete_function()
+    if any(t.dtype != tf.resource for t in concrete.captured_inputs):
+        frozen = convert_variables_to_constants_v2(concrete)
+        names, keys = list(item.specs), list(concrete.structured_outputs)
 
-    def call_frozen(**inputs):
-        result = frozen(*[inputs[name] for name in names])
-        return result if isinstance(result, dict) else dict(zip(keys, tf.nest.flatten(result)))
+        def call_frozen(**inputs):
+            result = frozen(*[inputs[name] for name in names])
+            return result if isinstance(result, dict) else dict(zip(keys, tf.nest.flatten(result)))
 
-    function = dataclasses.replace(item, function=call_frozen).tf_function()
+        # Only then: tf2onnx does not inline the frozen function's call when it holds control flow
+        # (the sentiment LSTM's while loops), and models with only variables need no freezing.
+        function = dataclasses.replace(item, function=call_frozen).tf_function()
     try:
         tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=ONNX_OPSET,
                                       output_path=str(output / FILES["onnx"]))
