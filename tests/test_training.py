@@ -95,3 +95,36 @@ def test_command_line_train_options_reach_the_run(tmp_path, monkeypatch, capsys)
               [(other / "history.csv").read_text().splitlines()[0].split(",")]
               for line in (other / "history.csv").read_text().splitlines()[1:]]
     assert val_loss == pytest.approx(min(losses), rel=1e-2) and np.isfinite(history["test"]["loss"])
+
+
+EXPECTED_OPTIMIZERS = {  # name -> (class, SGD momentum, nesterov), written from the README's list
+    "sgd": ("SGD", 0.0, False), "momentum": ("SGD", 0.9, False), "nesterov": ("SGD", 0.9, True),
+    "rmsprop": ("RMSprop", None, None), "adam": ("Adam", None, None), "adamw": ("AdamW", None, None),
+    "nadam": ("Nadam", None, None), "adamax": ("Adamax", None, None)}
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "exponential", "plateau", "onecycle"])
+def test_every_optimizer_and_schedule_builds_and_steps(schedule):
+    import numpy as np
+
+    from dlapps import optim
+
+    assert set(EXPECTED_OPTIMIZERS) == set(optim.OPTIMIZERS) and schedule in optim.SCHEDULES
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    for name, (class_name, momentum, nesterov) in EXPECTED_OPTIMIZERS.items():
+        cfg = TinyConfig(optimizer=name, lr_schedule=schedule, learning_rate=0.05)
+        optimizer = optim.make_optimizer(cfg, {"steps_per_epoch": 4})
+        # The keras class named (its OneCycle subclass under onecycle, for those with a momentum).
+        assert any(base.__name__ == class_name and base.__module__.startswith("keras")
+                   for base in type(optimizer).__mro__), (name, type(optimizer))
+        if momentum is not None:
+            assert optimizer.momentum == pytest.approx(momentum) and optimizer.nesterov is nesterov, name
+        if schedule in ("cosine", "exponential", "onecycle"):
+            assert isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule), name
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, kernel_initializer="zeros")])
+        model.compile(optimizer, "mse")
+        first = float(model.train_on_batch(x, y))
+        for _ in range(3):
+            last = float(model.train_on_batch(x, y))
+        assert np.isfinite(last) and last < first, (name, schedule, first, last)
