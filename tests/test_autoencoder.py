@@ -178,3 +178,25 @@ def test_saved_model_meets_the_quality_bar(shared_data):
     assert val["mse"] <= 0.01  # the issue's bar: per-pixel MSE on the validation split
     test = TASK.evaluate(model, dataclasses.replace(data, info={**data.info, **info}), cfg)
     assert test["anomaly_auc"] > 0.8
+
+
+def test_dense_plain_autoencoder_with_mse_loss():
+    """architecture=dense, variant=ae, loss=mse: no convolution, no sampling, and the loss it minimises is the MSE."""
+    cfg = smoke_config(architecture="dense", variant="ae", loss="mse", units=32, code_dim=8)
+    model = build_model(cfg, INFO)
+
+    def all_layers(layer):
+        for inner in getattr(layer, "layers", []):
+            yield inner
+            yield from all_layers(inner)
+
+    kinds = {type(layer).__name__ for layer in all_layers(model)}
+    assert "Dense" in kinds and not {"Conv2D", "Conv2DTranspose", "VAESampling"} & kinds, kinds
+    images = np.random.default_rng(0).integers(0, 256, size=(16, 28, 28, 1)).astype("float32")
+    clean = images / 255.0
+    scores = model.evaluate(images, clean, batch_size=16, verbose=0, return_dict=True)
+    assert scores["loss"] == pytest.approx(scores["mse"], rel=1e-5) and abs(scores["loss"] - scores["bce"]) > 0.1
+    first = model.train_on_batch(images, clean, return_dict=True)["loss"]
+    for _ in range(5):
+        last = model.train_on_batch(images, clean, return_dict=True)["loss"]
+    assert last < first
