@@ -13,6 +13,8 @@ class TruncateSequence(keras.layers.Layer):
     After a `TextVectorization` without a fixed `output_sequence_length`, each batch is padded
     only to its own longest text, so batches of short texts run a recurrent layer for few steps;
     this layer caps the long ones (the cost of an LSTM grows with the number of time steps).
+    A batch in which no text has a token ((batch, 0)) gets one padding step (id 0, masked
+    downstream), so a recurrent layer never sees an empty sequence.
     """
 
     def __init__(self, max_length: int, **kwargs):
@@ -20,7 +22,13 @@ class TruncateSequence(keras.layers.Layer):
         self.max_length = int(max_length)
 
     def call(self, inputs):
-        return inputs[:, : self.max_length]
+        truncated = inputs[:, : self.max_length]
+        shape = keras.ops.shape(truncated)
+
+        def one_padding_step():
+            return keras.ops.zeros((shape[0], 1, *shape[2:]), dtype=truncated.dtype)
+
+        return keras.ops.cond(shape[1] > 0, lambda: truncated, one_padding_step)
 
     def compute_output_shape(self, input_shape):
         time = input_shape[1]
