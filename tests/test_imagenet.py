@@ -245,3 +245,20 @@ def test_tf_flowers_source_offline_with_mock_data():
     assert data.info["train_size"] + data.info["val_size"] + data.info["test_size"] == 25
     image, label = next(iter(data.train))
     assert image.dtype == "uint8" and tuple(image.shape) == (32, 32, 3) and 0 <= int(label) < 5
+
+
+@pytest.mark.parametrize("name, cls, module", [("resnet50", "ResNet50", "resnet50"),
+                                               ("efficientnet_b0", "EfficientNetB0", "efficientnet"),
+                                               ("mobilenet_v3_small", "MobileNetV3Small", "mobilenet_v3")])
+def test_keras_application_backbones_by_name(name, cls, module):
+    """Backbones named in the README build (weights=none) as that network with its own preprocessing."""
+    cfg = dataclasses.replace(config.resolve(TASK, "smoke"), backbone=name, weights="none", augment=False)
+    model = TASK.build_model(cfg, {"image_shape": [32, 32, 3], "num_classes": 3, "steps_per_epoch": 1})
+    backbone = model.get_layer("backbone")
+    assert backbone.name == "backbone" and len(backbone.output.shape) == 2  # a feature vector per image
+    reference = getattr(keras.applications, cls)(weights=None, include_top=False, pooling="avg",
+                                                 input_shape=(32, 32, 3))
+    assert backbone.count_params() == reference.count_params()
+    assert model.get_layer("preprocess").get_config()["module"] == module
+    probs = model.predict_on_batch(np.zeros((2, 32, 32, 3), "uint8"))
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
