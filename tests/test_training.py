@@ -128,3 +128,19 @@ def test_every_optimizer_and_schedule_builds_and_steps(schedule):
         for _ in range(3):
             last = float(model.train_on_batch(x, y))
         assert np.isfinite(last) and last < first, (name, schedule, first, last)
+
+
+def test_python_api_wrappers(tmp_path, monkeypatch):
+    """dlapps.train / evaluate / tune: a profile and --set-like overrides, as the README shows."""
+    import tiny_task
+
+    import dlapps
+
+    tiny_task.register(monkeypatch)
+    result = dlapps.train("tiny", "smoke", sets={"units": "3"}, runs_root=tmp_path / "runs", quiet=True)
+    assert result.run_dir.parent == tmp_path / "runs" / "tiny"
+    assert result.model.layers[1].units == 3 and len(result.history["loss"]) == 2  # smoke: 2 epochs
+    metrics = dlapps.evaluate("tiny", model_path=result.run_dir)
+    assert metrics["loss"] == pytest.approx(result.metrics["test"]["loss"], rel=1e-5)
+    tuned = dlapps.tune("tiny", "smoke", max_trials=2, run_dir=tmp_path / "tune", quiet=True)
+    assert len(tuned.trials) == 2 and 2 <= tuned.best_config.units <= 16
