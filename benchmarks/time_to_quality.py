@@ -343,7 +343,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     cfg = recipe_config(task, profiles[0], sets, args.smoke)
     data = task.load_data(cfg)  # the split every side uses (same source, fractions and split seed)
-    split = {key: data.info.get(key) for key in ("source_description", "train_size", "val_size", "test_size")}
+    from dlapps.data.pipeline import count
+
+    split = {"source_description": data.info.get("source_description"),
+             **{f"{name}_size": count(getattr(data, name)) for name in ("train", "val", "test")}}
     seeds = list(range(args.seeds))
     rows = []
     for seed in seeds:
