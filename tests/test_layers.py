@@ -30,6 +30,7 @@ from dlapps.layers.transformer import (PaddingMask, PositionalEmbedding, TokenSl
                                        TransformerEncoderBlock)
 from dlapps.layers.vision import BackbonePreprocess
 from dlapps.layers.wordpiece import WordPieceVectorizer
+from dlapps.tasks.tabular.model import EnsembleMean
 
 for _module in pkgutil.walk_packages(dlapps.tasks.__path__, "dlapps.tasks."):
     importlib.import_module(_module.name)  # every task module, so its registrations are in the registry
@@ -72,6 +73,7 @@ def _layer_cases():
         "BackbonePreprocess": (BackbonePreprocess, {"module": "resnet50"},
                                [RNG.integers(0, 256, size=(2, 4, 4, 3)).astype("uint8")]),
         "DecisionThreshold": (DecisionThreshold, {"threshold": 0.3}, [RNG.uniform(size=(4, 1)).astype("float32")]),
+        "EnsembleMean": (EnsembleMean, {"spread_weight": 0.5}, [_floats(4, 3)]),
         "ImputeMissing": (ImputeMissing, {"fill_value": -2.5},
                           [np.array([[1.0], [np.nan], [3.5]], "float32")]),
         "Log1p": (Log1p, {}, [np.array([[0.0], [np.e - 1], [np.nan]], "float32")]),
