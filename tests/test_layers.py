@@ -101,6 +101,11 @@ def _layer_cases():
                                 [np.array([["Ein Mann fahrrad."], ["ein Xylophon"]], object)]),
         "ZeroMasked": (ZeroMasked, {}, [_floats(2, 5, 3)]),
     }
+    # Layers registered by task modules, looked up in the registry (tabular's ensemble head).
+    task_layers = {"EnsembleMean": ({"spread_weight": 0.5}, [_floats(4, 3)])}
+    for name, (kwargs, inputs) in task_layers.items():
+        if name in registered():
+            cases[name] = (registered()[name], kwargs, inputs)
     return cases
 
 
@@ -154,7 +159,7 @@ def test_every_registered_object_has_a_case():
     names = set(registered())
     assert names == set(LAYER_CASES) | OTHER_CASES, (
         f"registered without a case here: {sorted(names - set(LAYER_CASES) - OTHER_CASES)}; "
-        f"cases for unregistered names: {sorted(set(LAYER_CASES) | OTHER_CASES - names)}")
+        f"cases for unregistered names: {sorted((set(LAYER_CASES) | OTHER_CASES) - names)}")
 
 
 def _constructor_arguments(cls) -> list[str]:
