@@ -101,11 +101,6 @@ def _layer_cases():
                                 [np.array([["Ein Mann fahrrad."], ["ein Xylophon"]], object)]),
         "ZeroMasked": (ZeroMasked, {}, [_floats(2, 5, 3)]),
     }
-    # Layers registered by task modules, looked up in the registry (tabular's ensemble head).
-    task_layers = {"EnsembleMean": ({"spread_weight": 0.5}, [_floats(4, 3)])}
-    for name, (kwargs, inputs) in task_layers.items():
-        if name in registered():
-            cases[name] = (registered()[name], kwargs, inputs)
     return cases
 
 
