@@ -32,7 +32,7 @@ def test_train_save_evaluate_predict_in_subprocesses(tmp_path):
     card = (tmp_path / "saved_models/tabular/README.md").read_text()
     assert "## Reproduce" in card and "rmse" in card
 
-    evaluate = dlapps_cmd("evaluate", "tabular", "--profile", "smoke", cwd=tmp_path)
+    evaluate = dlapps_cmd("evaluate", "tabular", cwd=tmp_path)  # the model's own (smoke) config
     assert evaluate.returncode == 0, evaluate.stderr
     assert json.loads(evaluate.stdout)["rmse"] == pytest.approx(result["test"]["rmse"], rel=1e-5)
 
@@ -114,7 +114,9 @@ def test_help_is_complete(capsys):
         with pytest.raises(SystemExit):
             cli.main([command, "--help"])
         out = capsys.readouterr().out
-        assert "--profile" in out and "--set" in out and "--data" in out
+        assert "--set" in out and "--data" in out and "--verbose" in out
+        # A trained model is used with its own config: evaluate and predict take no profile.
+        assert ("--profile" in out) == (command in ("train", "tune")), command
 
 
 def test_killed_run_resumes_from_its_backup(tmp_path):
