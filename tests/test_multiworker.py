@@ -53,7 +53,7 @@ def run_workers(tmp_path: Path, extra_env: dict | None = None, timeout: float = 
 
 @pytest.mark.slow
 def test_two_workers_train_together_to_identical_weights(tmp_path):
-    from dlapps.training import load_model
+    from dlapps.runs import load_model
 
     results = run_workers(tmp_path)
     for code, _, err in results:
