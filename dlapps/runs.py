@@ -306,7 +306,10 @@ def _option_value(default: Any, key: str, value: Any) -> Any:
         return value
     try:
         if isinstance(default, bool):
-            return value.strip().lower() in ("1", "true", "yes", "on")
+            text = value.strip().lower()
+            if text not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(text)
+            return text in ("1", "true", "yes", "on")
         return type(default)(value)
     except ValueError:
         raise UserError(f"--set {key}={value}: expected a {type(default).__name__}") from None
