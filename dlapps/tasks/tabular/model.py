@@ -50,7 +50,7 @@ def preprocessing(info: dict) -> tuple[dict, keras.KerasTensor]:
         else:
             inputs[column] = keras.Input(shape=(1,), name=name, dtype="string")
             vocabulary = info["stats"][column]["vocabulary"]
-            if len(vocabulary) + 1 <= info.get("one_hot_max", 12):
+            if len(vocabulary) <= info.get("one_hot_max", 12):  # more than one_hot_max: embedded
                 lookup = keras.layers.StringLookup(vocabulary=vocabulary, output_mode="one_hot",
                                                    name=f"{name}_onehot")
                 encoded.append(lookup(inputs[column]))
