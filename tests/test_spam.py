@@ -211,3 +211,55 @@ def test_after_fit_picks_the_best_f1_threshold_not_the_best_accuracy(monkeypatch
     assert threshold_of(model) == pytest.approx(result["threshold"])
     assert f1(result["threshold"]) == pytest.approx(best_f1)
     assert result["val_f1_at_threshold"] == pytest.approx(best_f1)
+
+
+# ----------------------------------------------------------------------------- model=sequence (embedding + BiGRU)
+@pytest.fixture(scope="module")
+def trained_sequence(tmp_path_factory):
+    """A smoke-profile run of the alternative model: token embeddings read by a bidirectional GRU."""
+    import keras
+
+    keras.utils.set_random_seed(1234)
+    root = tmp_path_factory.mktemp("spam_sequence")
+    cfg = config.resolve(TASK, "smoke", {"model": "sequence"})
+    result = training.train(TASK, cfg, Runtime(), runs_root=root / "runs", saved_models_root=root / "saved",
+                            save=True, quiet=True)
+    return result, cfg, root
+
+
+def test_sequence_model_is_an_embedding_and_bidirectional_gru(trained_sequence):
+    import keras
+
+    result, _, _ = trained_sequence
+    layers = result.model.layers
+    recurrent = [layer for layer in layers if isinstance(layer, keras.layers.Bidirectional)]
+    assert len(recurrent) == 1 and isinstance(recurrent[0].forward_layer, keras.layers.GRU)
+    assert any(isinstance(layer, keras.layers.Embedding) for layer in layers)
+    vectorizers = [layer for layer in layers if isinstance(layer, keras.layers.TextVectorization)]
+    assert vectorizers and all(layer.get_config()["output_mode"] == "int" for layer in vectorizers)  # no TF-IDF
+
+
+def test_sequence_model_learns_and_its_saved_model_reads_raw_strings(trained_sequence, capsys):
+    import tensorflow as tf
+
+    result, _, root = trained_sequence
+    texts, labels = zip(*((t.decode(), int(y)) for t, y in result.data.test.as_numpy_iterator()))
+    labels = np.array(labels)
+    prob = np.asarray(result.model(tf.constant(list(texts)), training=False)).ravel()
+    threshold = float(np.asarray(result.model.get_layer("decision_threshold").threshold))
+    spam = prob >= threshold
+    accuracy = float(np.mean(spam == (labels == 1)))
+    tp, fp, fn = np.sum(spam & (labels == 1)), np.sum(spam & (labels == 0)), np.sum(~spam & (labels == 1))
+    f1 = 2 * tp / (2 * tp + fp + fn)
+    majority = max(labels.mean(), 1 - labels.mean())  # always answering the common class
+    assert accuracy > majority + 0.5 * (1 - majority), (accuracy, majority)  # half the baseline's errors, or fewer
+    assert f1 > 0.8, f1  # guessing spam at its base rate gives F1 ~ the spam share (< 0.25)
+    assert result.metrics["test"]["f1"] == pytest.approx(f1, abs=1e-6)
+
+    model_dir = root / "saved" / "spam"
+    loaded, _ = runs.load_model(model_dir)
+    np.testing.assert_allclose(np.asarray(loaded(tf.constant(MESSAGES), training=False)).ravel(),
+                               np.asarray(result.model(tf.constant(MESSAGES), training=False)).ravel(), rtol=1e-5)
+    assert cli.main(["predict", "spam", *MESSAGES, "--model", str(model_dir)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("spam ") and lines[1].startswith("ham ")

@@ -18,7 +18,7 @@ class Config(TrainConfig):
     """Number of generated messages for source=embedded."""
     model: Literal["ngrams", "sequence"] = "ngrams"
     """ngrams: TF-IDF of word 1-2-grams and character 2-5-grams, pooled, into a small dense head.
-    sequence: token embeddings read by a 1-D convolution + bidirectional GRU."""
+    sequence: token embeddings read by a bidirectional GRU (no convolution)."""
     max_tokens: int = 20_000
     """Word (and word-bigram) vocabulary size."""
     char_tokens: int = 30_000

@@ -5,7 +5,7 @@ Two models (`--set model=...`), compared on the SMS Spam Collection in the model
 - `ngrams` (default): TF-IDF bags of word 1-2-grams and character 2-5-grams (the vocabularies and
   idf weights come from the training split), concatenated, into a small dense head. Character
   n-grams catch what spam looks like ("£1000", "0906...", "txt", "W1N") even for unseen words.
-- `sequence`: token embeddings read by a 1-D convolution and a bidirectional GRU.
+- `sequence`: token embeddings read by a bidirectional GRU (no convolution).
 
 The output is p(spam). Spam is the rare class, so after training (`after_fit`, the task's hook)
 the threshold with the best spam F1 on the validation split is stored in the model's
