@@ -117,11 +117,15 @@ def save_model_card(task, cfg, run_dir: Path, saved_dir: Path, metrics: dict, in
     sha256.
 
     The card's notes come from the task module (`task.model_notes`); `trained_on` names the
-    machine when it is not this one (default: `hardware()`).
+    machine when it is not this one (default: `hardware()`). When `saved_dir` already holds a
+    model (`--save --overwrite`), the card gains a "What changed" section: the settings that differ
+    from the replaced model's config.json and both models' validation figures (`changes_from`).
     """
     import dataclasses
 
     saved_dir = Path(saved_dir)
+    replaced = {"config": read_json(saved_dir / "config.json", {}).get("config", {}),
+                "metrics": read_json(saved_dir / "metrics.json", {})}
     saved_dir.mkdir(parents=True, exist_ok=True)
     copy_without_optimizer(Path(run_dir) / "model.keras", saved_dir / "model.keras")
     shutil.copy2(Path(run_dir) / "metrics.json", saved_dir / "metrics.json")
@@ -165,7 +169,7 @@ Trained by `dlapps train {task.name}`; model file `model.keras` (Keras 3), which
 
 ## Notes
 {task.model_notes}
-
+{changes_from(replaced, config_lib.to_dict(cfg), metrics)}
 ## Reproduce
 ```
 dlapps train {task.name} --config saved_models/{task.name}/config.toml --precision {precision} --save --overwrite
@@ -174,6 +178,27 @@ dlapps train {task.name} --config saved_models/{task.name}/config.toml --precisi
 """
     (saved_dir / "README.md").write_text(card, encoding="utf-8")
     return saved_dir
+
+
+def changes_from(replaced: dict, config: dict, metrics: dict) -> str:
+    """A "What changed" card section against the replaced model: differing settings and val figures.
+
+    `replaced` holds the old model's "config" (its config.json's settings) and "metrics"
+    (metrics.json); an empty string when there was no model before.
+    """
+    old, old_metrics = replaced.get("config") or {}, replaced.get("metrics") or {}
+    if not old:
+        return ""
+    settings = [f"`{key}` {old.get(key, '(unset)')} -> {value}" for key, value in config.items()
+                if key != "data" and old.get(key) != value]
+    settings += [f"`{key}` {value} -> (removed)" for key, value in old.items() if key not in config]
+    figures = [f"val {name} {readable(old_metrics['val'][name])} -> {readable(value)}"
+               for name, value in metrics.get("val", {}).items()
+               if isinstance(value, float) and isinstance(old_metrics.get("val", {}).get(name), float)][:3]
+    figures += [f"{name} {readable(old_metrics[name])} -> {readable(metrics[name])}"
+                for name in ("epochs", "train_seconds") if name in old_metrics and name in metrics]
+    return ("\n## What changed\nThis model replaced an earlier one: "
+            + ("; ".join(settings) or "same settings") + ". " + "; ".join(figures) + ".\n")
 
 
 def load_model(path: str | Path):

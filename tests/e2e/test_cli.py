@@ -44,6 +44,18 @@ def test_train_save_evaluate_predict_in_subprocesses(tmp_path):
     again = dlapps_cmd("train", "tabular", "--profile", "smoke", "--save", "--quiet", cwd=tmp_path)
     assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
 
+    # Replacing it: the card says which settings changed and how the validation figures moved.
+    old_rmse = json.loads((tmp_path / "saved_models/tabular/metrics.json").read_text())["val"]["rmse"]
+    replace = dlapps_cmd("train", "tabular", "--profile", "smoke", "--set", "units=8", "--save", "--overwrite",
+                         "--quiet", cwd=tmp_path)
+    assert replace.returncode == 0, replace.stderr
+    new_rmse = json.loads(replace.stdout)["val"]["rmse"]
+    card = (tmp_path / "saved_models/tabular/README.md").read_text()
+    changed = card.split("## What changed\n")[1].split("\n")[0]
+    units = json.loads((run_dir / "config.json").read_text())["config"]["units"]
+    assert f"`units` {units} -> 8" in changed and "`epochs`" not in changed, changed
+    assert f"val rmse {old_rmse:.4g} -> {new_rmse:.4g}" in changed, changed
+
 
 def _one_line_error(capsys, argv: list[str], expected: str) -> None:
     code = cli.main(argv)
