@@ -27,19 +27,24 @@ def main(argv: list[str] | None = None) -> int:
 
     import dlapps
     from dlapps import config, training
+    from dlapps.errors import UserError
 
     names = dlapps.list_tasks() if args.all else (args.tasks or [t for t in DEFAULT_TOUR if t in dlapps.list_tasks()])
     rows = []
-    for name in names:
-        task = dlapps.get_task(name)
-        print(f"\n=== {name}: {task.summary} (demo profile) ===", flush=True)
-        start = time.perf_counter()
-        result = training.train(task, config.resolve(task, "demo"), runs_root=args.runs_dir,
-                                quiet=not sys.stdout.isatty())
-        seconds = time.perf_counter() - start
-        figures = [(k, v) for k, v in result.metrics["test"].items() if isinstance(v, float)]
-        headline = ", ".join(f"{k}={v:.3g}" for k, v in figures[:4])
-        rows.append((name, headline, f"{seconds:.0f}s", str(result.run_dir)))
+    try:  # errors a user can fix: one line and exit code 2, as in the `dlapps` command
+        tasks = [dlapps.get_task(name) for name in names]  # every name checked before any training
+        for name, task in zip(names, tasks):
+            print(f"\n=== {name}: {task.summary} (demo profile) ===", flush=True)
+            start = time.perf_counter()
+            result = training.train(task, config.resolve(task, "demo"), runs_root=args.runs_dir,
+                                    quiet=not sys.stdout.isatty())
+            seconds = time.perf_counter() - start
+            figures = [(k, v) for k, v in result.metrics["test"].items() if isinstance(v, float)]
+            headline = ", ".join(f"{k}={v:.3g}" for k, v in figures[:4])
+            rows.append((name, headline, f"{seconds:.0f}s", str(result.run_dir)))
+    except UserError as err:
+        print(f"dlapps: error: {err}", file=sys.stderr)
+        return 2
     print("\n| task | test metrics (embedded data) | time | run directory |\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
