@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest-xdist processes for `make test` (CI has 2 cores); TEST_WORKERS=0 runs the tests in one process
+TEST_WORKERS ?= 2
 
 .PHONY: demo test notebooks clean
 
@@ -17,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/python -m dlapps.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadgroup
 
 notebooks: $(STAMP)
 	$(BIN)/jupytext --to ipynb --execute notebooks/*.py  # executed: figures and numbers inline

@@ -20,6 +20,15 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DLAPPS_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (`make test` runs `-n 2 --dist loadgroup`): a test file's tests stay on one
+    worker, so its module-scoped fixtures (a model trained once) are built once; the notebooks, one
+    independent kernel each, are spread over the workers one by one."""
+    for item in items:
+        if item.path.name != "test_notebooks.py":
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     """Every test starts from the same seeds and a clean Keras session."""
