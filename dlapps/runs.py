@@ -169,7 +169,7 @@ Trained by `dlapps train {task.name}`; model file `model.keras` (Keras 3), which
 
 ## Notes
 {task.model_notes}
-{changes_from(replaced, config_lib.to_dict(cfg), metrics)}
+{changes_from(replaced, config_lib.to_dict(cfg), metrics, config_lib.to_dict(type(cfg)()))}
 ## Reproduce
 ```
 dlapps train {task.name} --config saved_models/{task.name}/config.toml --precision {precision} --save --overwrite
@@ -180,17 +180,19 @@ dlapps train {task.name} --config saved_models/{task.name}/config.toml --precisi
     return saved_dir
 
 
-def changes_from(replaced: dict, config: dict, metrics: dict) -> str:
+def changes_from(replaced: dict, config: dict, metrics: dict, defaults: dict) -> str:
     """A "What changed" card section against the replaced model: differing settings and val figures.
 
     `replaced` holds the old model's "config" (its config.json's settings) and "metrics"
-    (metrics.json); an empty string when there was no model before.
+    (metrics.json); a key the old config lacks counts as its default (`defaults`, the task's
+    Config defaults). An empty string when there was no model before.
     """
     old, old_metrics = replaced.get("config") or {}, replaced.get("metrics") or {}
     if not old:
         return ""
-    settings = [f"`{key}` {old.get(key, '(unset)')} -> {value}" for key, value in config.items()
-                if key != "data" and old.get(key) != value]
+    old = {**{key: value for key, value in defaults.items() if key in config}, **old}
+    settings = [f"`{key}` {old[key]} -> {value}" if key in old else f"`{key}` (new) {value}"
+                for key, value in config.items() if key != "data" and old.get(key) != value]
     settings += [f"`{key}` {value} -> (removed)" for key, value in old.items() if key not in config]
     figures = [f"val {name} {readable(old_metrics['val'][name])} -> {readable(value)}"
                for name, value in metrics.get("val", {}).items()

@@ -3,7 +3,7 @@
 Architecture (LeNet's conv/pool lineage with modern parts)::
 
     uint8 (28, 28, 1) -> Rescaling(1/255) -> [RandomRotation, RandomTranslation, RandomZoom]
-    -> conv_blocks x ([Conv3x3 -> BatchNorm -> ReLU] x convs_per_block -> MaxPool 2x2 -> Dropout)
+    -> conv_blocks x ([Conv3x3 -> (BatchNorm) -> ReLU] x convs_per_block -> MaxPool 2x2 -> Dropout)
     -> Flatten -> Dense(dense_units, ReLU) named "features" -> Dropout -> Dense(classes, softmax)
 
 Rescaling and augmentation live inside the model: the saved model takes raw uint8 images, and
