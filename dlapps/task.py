@@ -20,12 +20,19 @@ class Data:
     `info` must stay JSON-serialisable (numbers, strings, lists, dicts): it is written next to
     the model as `info.json` so that `predict` and `evaluate` find it again without the data.
     `train`/`val` may be None when a file is loaded only for evaluation.
+
+    `length` (optional, for sequences): a TensorFlow function of one training element's parts
+    (e.g. `text, label`) to its length as a scalar int32; with `length_boundaries` (ascending
+    lengths) `dlapps.data.pipeline.fit_datasets` batches training examples of similar length
+    together (fewer padded time steps for a recurrent layer).
     """
 
     train: tf.data.Dataset | None
     val: tf.data.Dataset | None
     test: tf.data.Dataset
     info: dict[str, Any]
+    length: Callable[..., Any] | None = None
+    length_boundaries: list[int] | None = None
 
 
 @dataclass(frozen=True)

@@ -285,3 +285,28 @@ def test_bad_vector_settings_end_with_one_line(tmp_path, capsys):
         config.resolve(TASK, "smoke", {"pretrained_channels": "dynamic"})
     with pytest.raises(UserError, match="embedding_dim = 0 needs pretrained vectors"):
         TASK.build_model(config.resolve(TASK, "smoke", {"embedding_dim": "0"}), {"vocabulary": ["a"]})
+
+
+def test_length_buckets_batch_texts_of_similar_length_and_still_cover_every_example_once():
+    from dlapps.data import pipeline
+
+    cfg = dataclasses.replace(config.resolve(TASK, "smoke"), length_buckets=3, batch_size=16, sentence_weight=1.0)
+    data = TASK.load_data(cfg)
+    boundaries = data.length_boundaries
+    words = [len(t.decode().split()) for t, _ in data.train.as_numpy_iterator()]
+    # The boundaries are the training split's word-count terciles, computed here with NumPy's default rule.
+    assert boundaries == sorted({int(b) for b in np.quantile(words, [1 / 3, 2 / 3]) if b > 1}) and boundaries
+    train, _ = pipeline.fit_datasets(data, cfg, 16)
+    seen, edges = [], [0, *boundaries, 10**9]
+    for texts, labels in train.as_numpy_iterator():
+        lengths = [len(t.decode().split()) for t in texts]
+        buckets = {next(i for i in range(len(edges) - 1) if edges[i] <= n < edges[i + 1]) for n in lengths}
+        assert len(buckets) == 1, (lengths, boundaries)  # one length range per batch
+        assert len(texts) <= 16
+        seen += [t.decode() for t in texts]
+    assert sorted(seen) == sorted(t.decode() for t, _ in data.train.as_numpy_iterator())
+    # Without buckets, random batches mix the length ranges.
+    plain, _ = pipeline.fit_datasets(dataclasses.replace(data, length=None), cfg, 16)
+    mixed = [len({next(i for i in range(len(edges) - 1) if edges[i] <= len(t.split()) < edges[i + 1]) for t in texts})
+             for texts, _ in plain.as_numpy_iterator()]
+    assert max(mixed) > 1

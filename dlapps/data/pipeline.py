@@ -27,6 +27,29 @@ def batched(dataset, batch_size: int, shuffle: bool = False, cache: bool = False
                          num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def bucketed(dataset, batch_size: int, length, boundaries: list[int], cache: bool = False,
+             shuffle_buffer: int = 10_000, seed: int | None = None):
+    """Shuffled training batches of `batch_size` examples of similar length, prefetched.
+
+    `length(*element)` gives an element's length (scalar int32); `boundaries` (ascending) cut the
+    lengths into len(boundaries) + 1 buckets, and each batch is drawn from one bucket (tf.data's
+    `bucket_by_sequence_length`), so a batch padded to its longest sequence wastes few time steps.
+    The examples are shuffled before bucketing, so every batch is still a random draw within its
+    length range; each bucket's last batch of an epoch may be smaller.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = dataset.with_options(options)
+    if cache:
+        dataset = dataset.cache()
+    dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.bucket_by_sequence_length(length, bucket_boundaries=[int(b) for b in boundaries],
+                                                bucket_batch_sizes=[batch_size] * (len(boundaries) + 1))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
 def count(dataset) -> int:
     """Number of elements of a dataset (its cardinality when known, else by iterating once)."""
     import tensorflow as tf
@@ -51,8 +74,16 @@ def with_batch_facts(data, global_batch_size: int):
 
 
 def fit_datasets(data, cfg, global_batch_size: int):
-    """(train, val) batched for `model.fit`: the training split shuffled, val None when absent."""
-    train = batched(data.train, global_batch_size, shuffle=True, cache=cfg.cache,
-                    shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed)
+    """(train, val) batched for `model.fit`: the training split shuffled, val None when absent.
+
+    When the data gives a `length` function and `length_boundaries`, training batches hold
+    examples of similar length (`bucketed`).
+    """
+    if data.length is not None and data.length_boundaries:
+        train = bucketed(data.train, global_batch_size, data.length, data.length_boundaries, cache=cfg.cache,
+                         shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed)
+    else:
+        train = batched(data.train, global_batch_size, shuffle=True, cache=cfg.cache,
+                        shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed)
     val = batched(data.val, global_batch_size, cache=cfg.cache) if data.val is not None else None
     return train, val

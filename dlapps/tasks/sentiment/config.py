@@ -62,6 +62,10 @@ class Config(TrainConfig):
     sentence_weight: float = 1.0
     """With sentence_holdout: loss weight of whole training sentences relative to their sub-phrases
     (1 = all rows equal; >1 leans training toward whole sentences, what val/test hold)."""
+    length_buckets: int = 0
+    """Training batches drawn from this many ranges of text length (word-count quantiles of the
+    training split; 0 = plain random batches): each batch is padded to a similar length, so the
+    recurrent layer runs fewer padded steps."""
     conv_filters: int = 0
     """Filters per width of a Kim-style 1-D CNN branch over the embeddings (max over time),
     concatenated with the recurrent summary; 0 = no CNN branch."""

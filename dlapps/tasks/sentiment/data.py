@@ -257,5 +257,16 @@ def load_data(cfg: Config) -> Data:
         train_ds = tf.data.Dataset.zip((train_ds, tf.data.Dataset.from_tensor_slices(weights))).map(
             lambda pair, weight: (pair[0], pair[1], weight))
         info["sentence_weight_rows"] = int(train.is_sentence.sum())
+    length, boundaries = None, None
+    if cfg.length_buckets > 1:
+        words = np.array([len(text.split()) for text in train.texts])
+        boundaries = sorted({int(b) for b in np.quantile(words, np.arange(1, cfg.length_buckets) / cfg.length_buckets)
+                             if b > 1})
+        info["length_boundaries"] = boundaries
+
+        def length(text, *_):
+            import tensorflow as tf
+
+            return tf.size(tf.strings.split(text), out_type=tf.int32)
     return Data(train_ds, to_dataset(val) if len(val) else None,
-                to_dataset(test) if len(test) else to_dataset(train), info)
+                to_dataset(test) if len(test) else to_dataset(train), info, length, boundaries)
