@@ -310,3 +310,23 @@ def test_length_buckets_batch_texts_of_similar_length_and_still_cover_every_exam
     mixed = [len({next(i for i in range(len(edges) - 1) if edges[i] <= len(t.split()) < edges[i + 1]) for t in texts})
              for texts, _ in plain.as_numpy_iterator()]
     assert max(mixed) > 1
+
+
+def test_length_buckets_tell_keras_and_the_schedule_the_true_number_of_steps(recwarn):
+    from dlapps.data import pipeline
+
+    cfg = dataclasses.replace(config.resolve(TASK, "smoke"), length_buckets=4, batch_size=16)
+    data = pipeline.with_batch_facts(TASK.load_data(cfg), 16)
+    train, _ = pipeline.fit_datasets(data, cfg, 16)
+    batches = sum(1 for _ in train)
+    assert int(train.cardinality()) == batches == data.info["steps_per_epoch"]
+    # Each bucket's last batch may be partial: counted here from Python word counts.
+    edges = [0, *data.length_boundaries, 10**9]
+    sizes = defaultdict(int)
+    for text, *_ in data.train.as_numpy_iterator():
+        n = len(text.decode().split())
+        sizes[next(i for i in range(len(edges) - 1) if edges[i] <= n < edges[i + 1])] += 1
+    assert batches == sum(-(-size // 16) for size in sizes.values()) and len(sizes) > 1
+    model = TASK.build_model(cfg, data.info)
+    model.fit(train, epochs=2, verbose=0)
+    assert not [w for w in recwarn if "ran out of data" in str(w.message)]

@@ -35,9 +35,12 @@ def bucketed(dataset, batch_size: int, length, boundaries: list[int], cache: boo
     lengths into len(boundaries) + 1 buckets, and each batch is drawn from one bucket (tf.data's
     `bucket_by_sequence_length`), so a batch padded to its longest sequence wastes few time steps.
     The examples are shuffled before bucketing, so every batch is still a random draw within its
-    length range; each bucket's last batch of an epoch may be smaller.
+    length range; each bucket's last batch of an epoch may be smaller. The dataset's cardinality
+    is set to that number of batches (`bucketed_steps`), so Keras knows the epoch's length.
     """
     import tensorflow as tf
+
+    steps = bucketed_steps(dataset, batch_size, length, boundaries)
 
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -47,7 +50,18 @@ def bucketed(dataset, batch_size: int, length, boundaries: list[int], cache: boo
     dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.bucket_by_sequence_length(length, bucket_boundaries=[int(b) for b in boundaries],
                                                 bucket_batch_sizes=[batch_size] * (len(boundaries) + 1))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(tf.data.AUTOTUNE)
+
+
+def bucketed_steps(dataset, batch_size: int, length, boundaries: list[int]) -> int:
+    """Batches per epoch of `bucketed`: the sum over length buckets of ceil(examples / batch_size)."""
+    import numpy as np
+
+    lengths = np.concatenate([np.atleast_1d(batch) for batch in
+                              dataset.map(length).batch(8192).as_numpy_iterator()] or [np.zeros(0, int)])
+    per_bucket = np.bincount(np.searchsorted(np.asarray(boundaries), lengths, side="right"),
+                             minlength=len(boundaries) + 1)
+    return int(sum(-(-int(n) // batch_size) for n in per_bucket))
 
 
 def count(dataset) -> int:
@@ -63,12 +77,16 @@ def count(dataset) -> int:
 def with_batch_facts(data, global_batch_size: int):
     """`data` whose info also holds train_size, steps_per_epoch and global_batch_size.
 
-    The training set is counted only when the loader did not report its size.
+    The training set is counted only when the loader did not report its size; with length
+    buckets the steps are those of `bucketed` (each bucket's last batch may be partial).
     """
     info: dict[str, Any] = dict(data.info)
     if "train_size" not in info:
         info["train_size"] = count(data.train)
-    info["steps_per_epoch"] = max(1, -(-int(info["train_size"]) // global_batch_size))
+    if data.length is not None and data.length_boundaries:
+        info["steps_per_epoch"] = bucketed_steps(data.train, global_batch_size, data.length, data.length_boundaries)
+    else:
+        info["steps_per_epoch"] = max(1, -(-int(info["train_size"]) // global_batch_size))
     info["global_batch_size"] = global_batch_size
     return dataclasses.replace(data, info=info)
 
