@@ -191,8 +191,8 @@ def changes_from(replaced: dict, config: dict, metrics: dict, defaults: dict) ->
     if not old:
         return ""
     old = {**{key: value for key, value in defaults.items() if key in config}, **old}
-    settings = [f"`{key}` {old[key]} -> {value}" if key in old else f"`{key}` (new) {value}"
-                for key, value in config.items() if key != "data" and old.get(key) != value]
+    settings = [f"`{key}` {old.get(key)} -> {value}" for key, value in config.items()
+                if key != "data" and old.get(key) != value]
     settings += [f"`{key}` {value} -> (removed)" for key, value in old.items() if key not in config]
     figures = [f"val {name} {readable(old_metrics['val'][name])} -> {readable(value)}"
                for name, value in metrics.get("val", {}).items()
