@@ -334,4 +334,7 @@ def test_saved_model_draws_every_digit(shared_data):
     metrics = TASK.evaluate(model, TASK.load_data(cfg), cfg)
     assert metrics["label_entropy"] >= 2.2  # all ten digits, no mode collapse
     assert metrics["confident_share"] >= 0.9 and metrics.get("label_agreement", 1.0) >= 0.9
-    assert metrics["classifier_fid_real_floor"] < metrics["classifier_fid"] < 0.05 * metrics["classifier_fid_untrained_ceiling"]
+    # The FID's scale depends on the classifier's features: judge it against that classifier's own
+    # real-vs-real floor and untrained ceiling (3000 samples against 1200 real images).
+    floor, ceiling = metrics["classifier_fid_real_floor"], metrics["classifier_fid_untrained_ceiling"]
+    assert floor < metrics["classifier_fid"] < min(3 * floor, 0.1 * ceiling), (floor, metrics["classifier_fid"], ceiling)
