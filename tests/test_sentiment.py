@@ -287,6 +287,11 @@ def test_bad_vector_settings_end_with_one_line(tmp_path, capsys):
         TASK.build_model(config.resolve(TASK, "smoke", {"embedding_dim": "0"}), {"vocabulary": ["a"]})
 
 
+def bucket_of(words: int, edges: list[int]) -> int:
+    """Index of the length range [edges[i], edges[i + 1]) holding a text of `words` words."""
+    return next(i for i in range(len(edges) - 1) if edges[i] <= words < edges[i + 1])
+
+
 def test_length_buckets_batch_texts_of_similar_length_and_still_cover_every_example_once():
     from dlapps.data import pipeline
 
@@ -300,15 +305,14 @@ def test_length_buckets_batch_texts_of_similar_length_and_still_cover_every_exam
     seen, edges = [], [0, *boundaries, 10**9]
     for texts, labels in train.as_numpy_iterator():
         lengths = [len(t.decode().split()) for t in texts]
-        buckets = {next(i for i in range(len(edges) - 1) if edges[i] <= n < edges[i + 1]) for n in lengths}
+        buckets = {bucket_of(n, edges) for n in lengths}
         assert len(buckets) == 1, (lengths, boundaries)  # one length range per batch
         assert len(texts) <= 16
         seen += [t.decode() for t in texts]
     assert sorted(seen) == sorted(t.decode() for t, _ in data.train.as_numpy_iterator())
     # Without buckets, random batches mix the length ranges.
     plain, _ = pipeline.fit_datasets(dataclasses.replace(data, length=None), cfg, 16)
-    mixed = [len({next(i for i in range(len(edges) - 1) if edges[i] <= len(t.split()) < edges[i + 1]) for t in texts})
-             for texts, _ in plain.as_numpy_iterator()]
+    mixed = [len({bucket_of(len(t.split()), edges) for t in texts}) for texts, _ in plain.as_numpy_iterator()]
     assert max(mixed) > 1
 
 
@@ -324,8 +328,7 @@ def test_length_buckets_tell_keras_and_the_schedule_the_true_number_of_steps(rec
     edges = [0, *data.length_boundaries, 10**9]
     sizes = defaultdict(int)
     for text, *_ in data.train.as_numpy_iterator():
-        n = len(text.decode().split())
-        sizes[next(i for i in range(len(edges) - 1) if edges[i] <= n < edges[i + 1])] += 1
+        sizes[bucket_of(len(text.decode().split()), edges)] += 1
     assert batches == sum(-(-size // 16) for size in sizes.values()) and len(sizes) > 1
     model = TASK.build_model(cfg, data.info)
     model.fit(train, epochs=2, verbose=0)

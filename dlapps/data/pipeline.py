@@ -6,13 +6,8 @@ import dataclasses
 from typing import Any
 
 
-def batched(dataset, batch_size: int, shuffle: bool = False, cache: bool = False,
-            shuffle_buffer: int = 10_000, seed: int | None = None, drop_remainder: bool = False):
-    """`dataset` (unbatched) cached, shuffled, batched by `batch_size` and prefetched.
-
-    `batch_size` is the global batch (per-replica batch x replicas under a tf.distribute
-    strategy, which splits each batch across its replicas).
-    """
+def _unbatched(dataset, shuffle: bool, cache: bool, shuffle_buffer: int, seed: int | None):
+    """`dataset` sharded by element across workers, cached and shuffled as asked (before batching)."""
     import tensorflow as tf
 
     options = tf.data.Options()
@@ -23,12 +18,25 @@ def batched(dataset, batch_size: int, shuffle: bool = False, cache: bool = False
         dataset = dataset.cache()
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return dataset
+
+
+def batched(dataset, batch_size: int, shuffle: bool = False, cache: bool = False,
+            shuffle_buffer: int = 10_000, seed: int | None = None, drop_remainder: bool = False):
+    """`dataset` (unbatched) cached, shuffled, batched by `batch_size` and prefetched.
+
+    `batch_size` is the global batch (per-replica batch x replicas under a tf.distribute
+    strategy, which splits each batch across its replicas).
+    """
+    import tensorflow as tf
+
+    dataset = _unbatched(dataset, shuffle, cache, shuffle_buffer, seed)
     return dataset.batch(batch_size, drop_remainder=drop_remainder,
                          num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def bucketed(dataset, batch_size: int, length, boundaries: list[int], cache: bool = False,
-             shuffle_buffer: int = 10_000, seed: int | None = None):
+             shuffle_buffer: int = 10_000, seed: int | None = None, steps: int | None = None):
     """Shuffled training batches of `batch_size` examples of similar length, prefetched.
 
     `length(*element)` gives an element's length (scalar int32); `boundaries` (ascending) cut the
@@ -36,18 +44,14 @@ def bucketed(dataset, batch_size: int, length, boundaries: list[int], cache: boo
     `bucket_by_sequence_length`), so a batch padded to its longest sequence wastes few time steps.
     The examples are shuffled before bucketing, so every batch is still a random draw within its
     length range; each bucket's last batch of an epoch may be smaller. The dataset's cardinality
-    is set to that number of batches (`bucketed_steps`), so Keras knows the epoch's length.
+    is set to that number of batches (`steps`, counted by `bucketed_steps` when not given), so
+    Keras knows the epoch's length.
     """
     import tensorflow as tf
 
-    steps = bucketed_steps(dataset, batch_size, length, boundaries)
-
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = dataset.with_options(options)
-    if cache:
-        dataset = dataset.cache()
-    dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if steps is None:
+        steps = bucketed_steps(dataset, batch_size, length, boundaries)
+    dataset = _unbatched(dataset, True, cache, shuffle_buffer, seed)
     dataset = dataset.bucket_by_sequence_length(length, bucket_boundaries=[int(b) for b in boundaries],
                                                 bucket_batch_sizes=[batch_size] * (len(boundaries) + 1))
     return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(tf.data.AUTOTUNE)
@@ -95,11 +99,14 @@ def fit_datasets(data, cfg, global_batch_size: int):
     """(train, val) batched for `model.fit`: the training split shuffled, val None when absent.
 
     When the data gives a `length` function and `length_boundaries`, training batches hold
-    examples of similar length (`bucketed`).
+    examples of similar length (`bucketed`); their number comes from `with_batch_facts` when it
+    counted them for this global batch, so the training set is read for lengths only once.
     """
     if data.length is not None and data.length_boundaries:
+        counted = data.info.get("global_batch_size") == global_batch_size
         train = bucketed(data.train, global_batch_size, data.length, data.length_boundaries, cache=cfg.cache,
-                         shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed)
+                         shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed,
+                         steps=data.info.get("steps_per_epoch") if counted else None)
     else:
         train = batched(data.train, global_batch_size, shuffle=True, cache=cfg.cache,
                         shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed)
