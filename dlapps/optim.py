@@ -373,6 +373,7 @@ def lr_range_test(task, cfg, runtime=None, steps: int = 300, min_lr: float = 1e-
                     seed=cfg.seed).repeat()
     with strategy.scope():
         model = task.build_model(cfg, data.info)
+    task.before_fit(model, data, cfg)
     first = task.phases(cfg)[0]
     finder = LRRangeTest(min_lr, max_lr, steps)
     fit_phases(model, train, None, [Phase("lr-find", 1, first.prepare)], cfg,

@@ -176,6 +176,7 @@ def train(task: Task, cfg, runtime: Runtime = Runtime(), runs_root: str | Path =
 
     with strategy.scope():
         model = task.build_model(cfg, info)
+    task.before_fit(model, data, cfg)
     monitor, mode = task.objective
     if val_ds is None:
         monitor = monitor.removeprefix("val_")

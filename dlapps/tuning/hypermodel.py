@@ -65,6 +65,7 @@ class TaskHyperModel(keras_tuner.HyperModel):
         positional data (`args`): the data are the task's.
         """
         cfg = self.trial_config(hp)
+        self.task.before_fit(model, self.data, cfg)
         train, val = pipeline.fit_datasets(self.data, cfg, cfg.batch_size * self.replicas)
         monitor, mode = self.objective
         callbacks = list(callbacks) + training.fit_callbacks(cfg, monitor, mode, restore_best_weights=False)

@@ -16,8 +16,13 @@ class Config(TrainConfig):
     """embedded (scikit-learn diabetes), california_housing (download), or file (--data CSV)."""
     target: str = "target"
     """Name of the column to predict."""
+    model: Literal["mlp", "nca"] = "mlp"
+    """mlp (a multilayer perceptron on the encoded columns) or nca (ModernNCA, Ye et al. 2024: the
+    mean target of the training rows nearest in a learned embedding; see tasks/tabular/nca.py)."""
     units: int = 128
+    """Hidden width (mlp), or the width of the learned embedding (nca)."""
     depth: int = 3
+    """Hidden layers (mlp), or residual blocks after the embedding's projection (nca; 0 = linear)."""
     ensemble: int = 1
     """Members of a packed MLP ensemble (k MLPs of `units` x `depth` on the shared column encodings,
     computed as one batched layer, each trained on its own error, predicting their mean; TabM-style,
@@ -49,3 +54,8 @@ class Config(TrainConfig):
     """numeric_encoding=periodic: size of each column's embedding (Dense + ReLU over its waves)."""
     bins: int = 16
     """Quantile bins per numeric column for numeric_encoding=piecewise."""
+    sample_rate: float = 0.3
+    """model=nca: the share of training rows each training step compares a batch with (stochastic
+    neighbourhood sampling; evaluation and prediction use them all)."""
+    temperature: float = 1.0
+    """model=nca: softmax temperature over negative embedding distances."""

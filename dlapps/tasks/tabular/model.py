@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import keras
@@ -17,6 +18,7 @@ from dlapps.runs import readable
 from dlapps.tasks.tabular.config import Config
 from dlapps.tasks.tabular.data import to_columns
 from dlapps.tasks.tabular.inputs import check_dataset_columns, read_inputs
+from dlapps.tasks.tabular.nca import ModernNCA, check_settings
 
 NUMERIC_ENCODINGS = choices(field_types(Config)["numeric_encoding"])
 
@@ -26,20 +28,33 @@ MODEL_NOTES = ("MLP on raw columns: numbers standardised (log1p first for long-t
                "target, metrics in the target's units.")
 
 
+def _raw_inputs(info: dict) -> dict:
+    """One keras.Input (batch, 1) per feature column: float32 for numbers, string for the rest."""
+    return {column: keras.Input(shape=(1,), name=_safe(column), dtype="float32" if kind == "numeric" else "string")
+            for column, kind in info["kinds"].items()}
+
+
+def _standardized(name: str, values, stats: dict):
+    """A numeric column z-scored with its training statistics (log1p first for long-tailed ones); NaN stays NaN."""
+    values = Log1p(name=f"{name}_log1p")(values) if stats.get("log") else values
+    return keras.layers.Normalization(mean=stats["mean"], variance=max(stats["variance"], 1e-12),
+                                      name=f"{name}_norm")(values)
+
+
+def _one_hot(name: str, values, vocabulary: list):
+    return keras.layers.StringLookup(vocabulary=vocabulary, output_mode="one_hot", name=f"{name}_onehot")(values)
+
+
 def preprocessing(info: dict) -> tuple[dict, keras.KerasTensor]:
     """(raw inputs by column, their encoded concatenation): normalise numbers, encode strings."""
-    inputs, encoded = {}, []
+    inputs, encoded = _raw_inputs(info), []
     for column, kind in info["kinds"].items():
-        name = _safe(column)
+        name, stats = _safe(column), info["stats"][column]
         if kind == "numeric":
-            inputs[column] = keras.Input(shape=(1,), name=name, dtype="float32")
-            stats = info["stats"][column]
             if info.get("numeric_encoding") == "piecewise":
                 encoded.append(PiecewiseLinearEncoding(stats["edges"], name=f"{name}_piecewise")(inputs[column]))
                 continue
-            values = Log1p(name=f"{name}_log1p")(inputs[column]) if stats.get("log") else inputs[column]
-            normalized = keras.layers.Normalization(
-                mean=stats["mean"], variance=max(stats["variance"], 1e-12), name=f"{name}_norm")(values)
+            normalized = _standardized(name, inputs[column], stats)
             encoded.append(ImputeMissing(0.0, name=f"{name}_impute")(normalized))
             if info.get("numeric_encoding") == "periodic":  # + its own periodic embedding (PLR)
                 periodic = info["periodic"]
@@ -48,23 +63,50 @@ def preprocessing(info: dict) -> tuple[dict, keras.KerasTensor]:
                 encoded.append(keras.layers.Dense(periodic["dim"], activation="relu",
                                                   name=f"{name}_periodic_dense")(waves))
         else:
-            inputs[column] = keras.Input(shape=(1,), name=name, dtype="string")
-            vocabulary = info["stats"][column]["vocabulary"]
+            vocabulary = stats["vocabulary"]
             if len(vocabulary) <= info.get("one_hot_max", 12):  # more than one_hot_max: embedded
-                lookup = keras.layers.StringLookup(vocabulary=vocabulary, output_mode="one_hot",
-                                                   name=f"{name}_onehot")
-                encoded.append(lookup(inputs[column]))
+                encoded.append(_one_hot(name, inputs[column], vocabulary))
             else:
                 ids = keras.layers.StringLookup(vocabulary=vocabulary, name=f"{name}_ids")(inputs[column])
                 embedded = keras.layers.Embedding(len(vocabulary) + 1, info.get("embedding_dim", 8),
                                                   name=f"{name}_embedding")(ids)
                 encoded.append(keras.layers.Flatten(name=f"{name}_flat")(embedded))
-    features = encoded[0] if len(encoded) == 1 else keras.layers.Concatenate(name="features")(encoded)
-    return inputs, features
+    return inputs, _concatenated(encoded, "features")
+
+
+def _concatenated(tensors: list, name: str):
+    return tensors[0] if len(tensors) == 1 else keras.layers.Concatenate(name=name)(tensors)
+
+
+def nca_features(info: dict, cfg: Config) -> tuple[dict, keras.KerasTensor, dict]:
+    """(raw inputs, their fixed encodings (batch, width), the layout `ModernNCA` takes).
+
+    The encodings hold no trainable weight, so the training rows can be stored encoded in the
+    model: numeric columns as (z-score, missing flag) pairs (or piecewise-linear codes, with the
+    one-hot columns), string columns one-hot up to `one_hot_max` categories, else as an id that
+    ModernNCA embeds.
+    """
+    inputs, numeric, other, ids, vocabularies = _raw_inputs(info), [], [], [], []
+    for column, kind in info["kinds"].items():
+        name, stats = _safe(column), info["stats"][column]
+        if kind == "numeric" and cfg.numeric_encoding == "piecewise":
+            other.append(PiecewiseLinearEncoding(stats["edges"], name=f"{name}_piecewise")(inputs[column]))
+        elif kind == "numeric":
+            numeric.append(ImputeMissing(0.0, name=f"{name}_impute")(_standardized(name, inputs[column], stats)))
+        elif len(stats["vocabulary"]) <= cfg.one_hot_max:
+            other.append(_one_hot(name, inputs[column], stats["vocabulary"]))
+        else:
+            looked_up = keras.layers.StringLookup(vocabulary=stats["vocabulary"], name=f"{name}_ids")(inputs[column])
+            ids.append(keras.layers.Rescaling(1.0, name=f"{name}_id")(looked_up))  # the id, as float32
+            vocabularies.append(len(stats["vocabulary"]))
+    widths = [int(t.shape[-1]) for t in other]
+    layout = {"numeric": len(numeric), "other": sum(widths), "vocabularies": vocabularies}
+    return inputs, _concatenated(numeric + other + ids, "nca_features"), layout
 
 
 def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
-    """A compiled MLP regressor; `hp` (KerasTuner) may choose units, depth, dropout, l2, optimizer."""
+    """A compiled regressor, model=mlp (an MLP) or nca (ModernNCA); `hp` (KerasTuner) may choose units,
+    depth, dropout, l2, optimizer, the numeric encoding. Raises UserError for settings out of range."""
     units = hp.Int("units", 32, 512, step=32, default=cfg.units) if hp else cfg.units
     depth = hp.Int("depth", 1, 6, default=cfg.depth) if hp else cfg.depth
     dropout = hp.Float("dropout", 0.0, 0.5, step=0.05, default=cfg.dropout) if hp else cfg.dropout
@@ -78,6 +120,16 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
     periodic = {"frequencies": cfg.periodic_frequencies, "dim": cfg.periodic_dim,
                 "sigma": (hp.Float("periodic_sigma", 0.01, 10.0, sampling="log", default=cfg.periodic_sigma)
                           if hp else cfg.periodic_sigma)}  # (declared for every trial: used when periodic)
+    if cfg.model == "nca":
+        check_settings(cfg.sample_rate, cfg.temperature)
+        inputs, x, layout = nca_features(info, dataclasses.replace(cfg, numeric_encoding=encoding))
+        standardized = ModernNCA(
+            info["train_size"], **layout, units=units, blocks=depth, dropout=dropout,
+            frequencies=cfg.periodic_frequencies if encoding == "periodic" else 0, sigma=periodic["sigma"],
+            periodic_dim=cfg.periodic_dim, id_embedding_dim=cfg.embedding_dim, sample_rate=cfg.sample_rate,
+            temperature=cfg.temperature, seed=cfg.seed, dtype="float32", name="neighbours")(x)
+        return _compiled(keras.Model(inputs, _in_target_units(standardized, info), name="tabular_nca"),
+                         cfg, info, hp)
     inputs, x = preprocessing({**info, "one_hot_max": cfg.one_hot_max, "embedding_dim": cfg.embedding_dim,
                                "numeric_encoding": encoding, "periodic": periodic})
     regularizer = (keras.regularizers.L1L2(l1=cfg.l1, l2=l2) if cfg.l1 > 0
@@ -97,10 +149,16 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
             if dropout > 0:
                 x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
         standardized = keras.layers.Dense(1, dtype="float32", name="standardized_prediction")(x)
-    # Back to the target's own units, so predictions and metrics read in (e.g.) USD.
-    prediction = keras.layers.Rescaling(scale=info["target_std"], offset=info["target_mean"],
-                                        dtype="float32", name=_safe(info["target"]))(standardized)
-    model = keras.Model(inputs, prediction, name="tabular_mlp")
+    return _compiled(keras.Model(inputs, _in_target_units(standardized, info), name="tabular_mlp"), cfg, info, hp)
+
+
+def _in_target_units(standardized, info: dict):
+    """Back to the target's own units, so predictions and metrics read in (e.g.) USD."""
+    return keras.layers.Rescaling(scale=info["target_std"], offset=info["target_mean"],
+                                  dtype="float32", name=_safe(info["target"]))(standardized)
+
+
+def _compiled(model: keras.Model, cfg: Config, info: dict, hp) -> keras.Model:
     # The loss is computed in target units and scaled by 1/std^2 (1/std for huber's linear part):
     # the same optimisation as on a standardised target, while metrics stay in target units.
     scale = info["target_std"] or 1.0
@@ -110,6 +168,19 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse"),
                            keras.metrics.MeanAbsoluteError(name="mae")])
     return model
+
+
+def before_fit(model: keras.Model, data, cfg: Config) -> None:
+    """model=nca: writes the training rows, encoded, and their standardised targets into the
+    model's ModernNCA layer (its candidates); other models: nothing."""
+    if cfg.model != "nca":
+        return
+    layer = model.get_layer("neighbours")
+    encoder = keras.Model(model.input, layer.input)
+    rows = list(batched(data.train, 1024).as_numpy_iterator())
+    features = np.concatenate([encoder.predict_on_batch(x) for x, _ in rows])
+    targets = np.concatenate([y for _, y in rows])
+    layer.set_candidates(features, (targets - data.info["target_mean"]) / (data.info["target_std"] or 1.0))
 
 
 @keras.saving.register_keras_serializable(package="dlapps")
