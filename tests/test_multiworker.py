@@ -25,8 +25,8 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def run_workers(tmp_path: Path, extra_env: dict | None = None, timeout: float = 240):
-    """Start two workers with TF_CONFIG; returns their CompletedProcess-like results."""
+def run_workers(tmp_path: Path, extra_env: dict | None = None, timeout: float = 240, sets: tuple = ()):
+    """Start two workers with TF_CONFIG (`sets`: more `--set` values); returns (code, stdout, stderr)s."""
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     processes = []
@@ -36,7 +36,8 @@ def run_workers(tmp_path: Path, extra_env: dict | None = None, timeout: float = 
                **(extra_env or {})}
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "dlapps", "train", "tabular", "--profile", "smoke", "--quiet",
-             "--strategy", "multiworker", "--runs-dir", str(tmp_path / "runs"), "--set", "epochs=3"],
+             "--strategy", "multiworker", "--runs-dir", str(tmp_path / "runs"), "--set", "epochs=3",
+             *(arg for value in sets for arg in ("--set", value))],
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = []
     try:
@@ -52,10 +53,12 @@ def run_workers(tmp_path: Path, extra_env: dict | None = None, timeout: float = 
 
 
 @pytest.mark.slow
-def test_two_workers_train_together_to_identical_weights(tmp_path):
+@pytest.mark.parametrize("sets", [(), ("model=nca", "depth=1")], ids=["mlp", "nca"])
+def test_two_workers_train_together_to_identical_weights(tmp_path, sets):
+    """model=nca also writes its training rows into the model on each worker before training."""
     from dlapps.runs import load_model
 
-    results = run_workers(tmp_path)
+    results = run_workers(tmp_path, sets=sets)
     for code, _, err in results:
         assert code == 0, err[-3000:]
     outputs = [json.loads(out) for _, out, _ in results]

@@ -22,10 +22,12 @@ from dlapps.tasks.tabular.nca import ModernNCA, check_settings
 
 NUMERIC_ENCODINGS = choices(field_types(Config)["numeric_encoding"])
 
-MODEL_NOTES = ("MLP on raw columns: numbers standardised (log1p first for long-tailed counts) with a "
-               "missing-value flag, plus a learned periodic embedding of each (numeric_encoding=periodic), "
-               "or piecewise-linear encoded; strings one-hot or embedded; loss MSE on the standardised "
-               "target, metrics in the target's units.")
+MODEL_NOTES = ("Raw columns in: numbers standardised (log1p first for long-tailed counts) with a missing-value "
+               "flag, plus a learned periodic embedding of each (numeric_encoding=periodic), or piecewise-linear "
+               "encoded; strings one-hot or embedded. model=mlp: an MLP over them; model=nca (ModernNCA): the "
+               "similarity-weighted mean target of the training rows nearest in a learned embedding, the training "
+               "rows stored in the model (so rows of its own training set are predicted from their own targets: "
+               "judge it on held-out rows). Loss MSE on the standardised target, metrics in the target's units.")
 
 
 def _raw_inputs(info: dict) -> dict:
@@ -127,7 +129,7 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
             info["train_size"], **layout, units=units, blocks=depth, dropout=dropout,
             frequencies=cfg.periodic_frequencies if encoding == "periodic" else 0, sigma=periodic["sigma"],
             periodic_dim=cfg.periodic_dim, id_embedding_dim=cfg.embedding_dim, sample_rate=cfg.sample_rate,
-            temperature=cfg.temperature, seed=cfg.seed, dtype="float32", name="neighbours")(x)
+            temperature=cfg.temperature, dtype="float32", name="neighbours")(x)
         return _compiled(keras.Model(inputs, _in_target_units(standardized, info), name="tabular_nca"),
                          cfg, info, hp)
     inputs, x = preprocessing({**info, "one_hot_max": cfg.one_hot_max, "embedding_dim": cfg.embedding_dim,
