@@ -131,6 +131,14 @@ def test_two_replicas_train_the_same_model(runs):
     assert result.metrics["test"]["rmse"] < 0.9 * result.metrics["test"]["rmse_predicting_mean"]
 
 
+def test_mixed_precision_and_xla_keep_the_neighbour_search_in_float32(runs):
+    result = training.train(TASK, nca(epochs=10, depth=1), Runtime(precision="mixed_bfloat16", jit=True), **runs)
+    layer = result.model.get_layer("neighbours")
+    assert result.model.jit_compile and result.model.dtype_policy.name == "mixed_bfloat16"
+    assert layer.projection.compute_dtype == layer.residual[0][1].compute_dtype == "float32"
+    assert result.metrics["test"]["rmse"] < 0.9 * result.metrics["test"]["rmse_predicting_mean"]
+
+
 def test_a_tuning_trial_gets_the_training_rows_too(tmp_path):
     """KerasTuner builds the models of a search: `before_fit` must fill each trial's candidates, or
     every prediction is the mean (all candidate targets zero)."""

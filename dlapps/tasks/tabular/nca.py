@@ -52,16 +52,17 @@ class ModernNCA(keras.layers.Layer):
             raise ValueError(f"sample_rate={sample_rate}: a share of the candidates in (0, 1]")
         self.sampled = max(1, int(round(self.candidates * self.sample_rate)))
         self.seed_generator = keras.random.SeedGenerator(seed)
+        same = {"dtype": self.dtype_policy}  # sublayers compute as this layer does (float32 under mixed precision)
         self.periodic_dense = (keras.layers.EinsumDense("bnf,nfd->bnd", output_shape=(self.numeric, periodic_dim),
-                                                        bias_axes="nd", activation="relu", name="periodic_dense")
+                                                        bias_axes="nd", activation="relu", name="periodic_dense", **same)
                                if self.numeric and self.frequencies else None)
-        self.id_embeddings = [keras.layers.Embedding(size + 1, self.id_embedding_dim, name=f"id_embedding_{j}")
+        self.id_embeddings = [keras.layers.Embedding(size + 1, self.id_embedding_dim, name=f"id_embedding_{j}", **same)
                               for j, size in enumerate(self.vocabularies)]
-        self.projection = keras.layers.Dense(self.units, name="projection")
-        self.residual = [(keras.layers.BatchNormalization(name=f"block_{i}_norm"),
-                          keras.layers.Dense(self.units, activation="relu", name=f"block_{i}_dense"),
-                          keras.layers.Dropout(self.dropout),
-                          keras.layers.Dense(self.units, name=f"block_{i}_out")) for i in range(self.blocks)]
+        self.projection = keras.layers.Dense(self.units, name="projection", **same)
+        self.residual = [(keras.layers.BatchNormalization(name=f"block_{i}_norm", **same),
+                          keras.layers.Dense(self.units, activation="relu", name=f"block_{i}_dense", **same),
+                          keras.layers.Dropout(self.dropout, **same),
+                          keras.layers.Dense(self.units, name=f"block_{i}_out", **same)) for i in range(self.blocks)]
 
     @property
     def width(self) -> int:
