@@ -99,8 +99,8 @@ class Task:
     """(cfg, run_dir, data) -> extra keras callbacks for fit (e.g. a GAN's sample grids)."""
     before_fit: Callable[[Any, Data, Any], None] = _nothing_before_fit
     """(model, data, cfg) -> None: work on the built model that needs the data before training
-    (tabular model=nca writes the training rows into the model); runs in `dlapps train` and in
-    every tuning trial."""
+    (tabular model=nca writes the training rows into the model); runs in `dlapps train`, in every
+    tuning trial and in `dlapps lr-find`."""
     after_fit: Callable[[Any, Data, Any, Any], dict] = _nothing_after_fit
     """(model, data, cfg, run_dir) -> dict: post-training work (a threshold chosen on validation, a
     comparison run); runs before evaluation, its result joins the metrics under "after_fit"."""

@@ -153,7 +153,7 @@ def test_a_tuning_trial_gets_the_training_rows_too(tmp_path):
 
 def test_bad_settings_are_user_errors():
     info = TASK.load_data(nca()).info
-    for key, value in (("sample_rate", 0.0), ("sample_rate", 1.5), ("temperature", 0.0)):
+    for key, value in (("sample_rate", 0.0), ("sample_rate", 1.5), ("temperature", 0.0), ("ensemble", 4)):
         with pytest.raises(dlapps.UserError, match=key):
             TASK.build_model(dataclasses.replace(nca(), **{key: value}), info)
     assert isinstance(keras.saving.get_registered_object("dlapps>ModernNCA"), type)

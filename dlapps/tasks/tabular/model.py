@@ -101,8 +101,7 @@ def nca_features(info: dict, cfg: Config) -> tuple[dict, keras.KerasTensor, dict
             looked_up = keras.layers.StringLookup(vocabulary=stats["vocabulary"], name=f"{name}_ids")(inputs[column])
             ids.append(keras.layers.Rescaling(1.0, name=f"{name}_id")(looked_up))  # the id, as float32
             vocabularies.append(len(stats["vocabulary"]))
-    widths = [int(t.shape[-1]) for t in other]
-    layout = {"numeric": len(numeric), "other": sum(widths), "vocabularies": vocabularies}
+    layout = {"numeric": len(numeric), "other": sum(int(t.shape[-1]) for t in other), "vocabularies": vocabularies}
     return inputs, _concatenated(numeric + other + ids, "nca_features"), layout
 
 
@@ -110,7 +109,7 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
     """A compiled regressor, model=mlp (an MLP) or nca (ModernNCA); `hp` (KerasTuner) may choose units,
     depth, dropout, l2, optimizer, the numeric encoding. Raises UserError for settings out of range."""
     units = hp.Int("units", 32, 512, step=32, default=cfg.units) if hp else cfg.units
-    depth = hp.Int("depth", 1, 6, default=cfg.depth) if hp else cfg.depth
+    depth = hp.Int("depth", 0, 6, default=cfg.depth) if hp else cfg.depth  # 0: linear (mlp), no blocks (nca)
     dropout = hp.Float("dropout", 0.0, 0.5, step=0.05, default=cfg.dropout) if hp else cfg.dropout
     l2 = hp.Float("l2", 1e-7, 1e-2, sampling="log", default=max(cfg.l2, 1e-7)) if hp else cfg.l2
     batch_norm = hp.Boolean("batch_norm", default=cfg.batch_norm) if hp else cfg.batch_norm
@@ -124,6 +123,8 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
                           if hp else cfg.periodic_sigma)}  # (declared for every trial: used when periodic)
     if cfg.model == "nca":
         check_settings(cfg.sample_rate, cfg.temperature)
+        if cfg.ensemble != 1:
+            raise UserError(f"ensemble={cfg.ensemble} packs MLPs: it needs model=mlp (model=nca is one model)")
         inputs, x, layout = nca_features(info, dataclasses.replace(cfg, numeric_encoding=encoding))
         standardized = ModernNCA(
             info["train_size"], **layout, units=units, blocks=depth, dropout=dropout,
