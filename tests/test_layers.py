@@ -31,6 +31,7 @@ from dlapps.layers.transformer import (PaddingMask, PositionalEmbedding, TokenSl
 from dlapps.layers.vision import BackbonePreprocess
 from dlapps.layers.wordpiece import WordPieceVectorizer
 from dlapps.tasks.tabular.model import EnsembleMean
+from dlapps.tasks.tabular.nca import ModernNCA
 
 for _module in pkgutil.walk_packages(dlapps.tasks.__path__, "dlapps.tasks."):
     importlib.import_module(_module.name)  # every task module, so its registrations are in the registry
@@ -78,6 +79,12 @@ def _layer_cases():
                           [np.array([[1.0], [np.nan], [3.5]], "float32")]),
         "Log1p": (Log1p, {}, [np.array([[0.0], [np.e - 1], [np.nan]], "float32")]),
         "MaskedGlobalMaxPooling1D": (MaskedGlobalMaxPooling1D, {}, [_floats(2, 5, 3)]),
+        # 2 numeric (value, flag) pairs, 1 other column, 1 id of a 3-word vocabulary: 6 columns
+        "ModernNCA": (ModernNCA, {"candidates": 5, "numeric": 2, "other": 1, "vocabularies": [3], "units": 8,
+                                  "blocks": 1, "dropout": 0.1, "frequencies": 3, "sigma": 0.5, "periodic_dim": 4,
+                                  "id_embedding_dim": 2, "sample_rate": 0.6, "temperature": 0.5, "seed": 7},
+                      [np.concatenate([_floats(4, 5), np.array([[0.0], [1.0], [3.0], [2.0]])], axis=1)
+                       .astype("float32")]),
         "NotPadding": (NotPadding, {}, [_ids(2, 6)]),
         "PaddingMask": (PaddingMask, {}, [_ids(2, 6)]),
         "PeriodicEncoding": (PeriodicEncoding, {"frequencies": 3, "sigma": 0.5}, [_floats(4, 1)]),
