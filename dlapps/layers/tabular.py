@@ -73,6 +73,13 @@ class PiecewiseLinearEncoding(keras.layers.Layer):
         return {**super().get_config(), "edges": self.edges}
 
 
+def periodic_waves(x, coefficients):
+    """[cos(2 pi c x), sin(2 pi c x)] along the last axis, for `x` broadcast against the frequencies
+    `coefficients` (..., k): (..., 2k). The waves of PeriodicEncoding and of ModernNCA's embedding."""
+    angles = 2.0 * math.pi * x * coefficients
+    return ops.concatenate([ops.cos(angles), ops.sin(angles)], axis=-1)
+
+
 @keras.saving.register_keras_serializable(package="dlapps")
 class PeriodicEncoding(keras.layers.Layer):
     """Periodic features of a standardised number with trainable frequencies (Gorishniy et al., 2022).
@@ -97,8 +104,7 @@ class PeriodicEncoding(keras.layers.Layer):
 
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype)
-        angles = 2.0 * math.pi * ops.where(ops.isnan(x), ops.zeros_like(x), x) * self.coefficients
-        return ops.concatenate([ops.cos(angles), ops.sin(angles)], axis=-1)
+        return periodic_waves(ops.where(ops.isnan(x), ops.zeros_like(x), x), self.coefficients)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], 2 * self.frequencies)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 from keras import ops
 
 from dlapps.errors import UserError
+from dlapps.layers.tabular import periodic_waves
 
 
 @keras.saving.register_keras_serializable(package="dlapps")
@@ -105,8 +104,7 @@ class ModernNCA(keras.layers.Layer):
             pairs = ops.reshape(x[:, :2 * n], (-1, n, 2))
             values = pairs[..., 0]
             if self.periodic_dense is not None:
-                angles = 2.0 * math.pi * values[:, :, None] * self.coefficients[None]
-                waves = self.periodic_dense(ops.concatenate([ops.cos(angles), ops.sin(angles)], axis=-1))
+                waves = self.periodic_dense(periodic_waves(values[:, :, None], self.coefficients[None]))
                 parts.append(ops.reshape(waves, (-1, n * self.periodic_dim)))
         parts.append(x[:, :2 * n + self.other])
         ids = ops.cast(x[:, 2 * n + self.other:], "int32")
