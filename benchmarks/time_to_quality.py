@@ -224,14 +224,17 @@ class CpuClock:
         return _Clock()
 
 
-def dlapps_recipe(task, cfg, seed: int, runs_dir: str, metric: str, reference_val: float | None, goal: str) -> dict:
-    """One `dlapps.training.train` run of `cfg` from initial seed `seed`: figures as the references'."""
+def dlapps_recipe(task, cfg, seed: int, runs_dir: str, metric: str, reference_val: float | None, goal: str,
+                  precision: str = "float32", jit: bool = False) -> dict:
+    """One `dlapps.training.train` run of `cfg` from initial seed `seed` (with `dlapps train --precision
+    PRECISION [--jit]`): figures as the references'."""
     from dlapps import config, training
     from dlapps.runtime import Runtime
 
     clock = CpuClock()
     timed = dataclasses.replace(task, callbacks=lambda c, run_dir, data: [*task.callbacks(c, run_dir, data), clock])
-    result = training.train(timed, cfg, Runtime(seed=seed), runs_root=runs_dir, quiet=True)
+    result = training.train(timed, cfg, Runtime(seed=seed, precision=precision, jit=jit), runs_root=runs_dir,
+                            quiet=True)
     used = json.loads((Path(result.run_dir) / "config.json").read_text())["config"]
     if used != json.loads(json.dumps(config.to_dict(cfg), default=str)):  # the run is what the table says
         raise SystemExit(f"{result.run_dir}: trained with another config than requested")
@@ -296,11 +299,11 @@ def table(task_name: str, metric: str, goal: str, reference: dict, recipes: list
     fmt = (lambda v: f"{v:,.0f}") if metric == "rmse" else (lambda v: f"{v:.4f}")
     lines = [f"{task_name}: {metric} ({'higher' if goal == 'max' else 'lower'} is better), "
              f"mean of {len(reference['seeds'])} seed(s)",
-             f"{'':<26}{'val ' + metric:>15}{'test ' + metric:>15}{'train s':>10}{'cpu s':>9}{'examples/s':>12}"
+             f"{'':<32}{'val ' + metric:>15}{'test ' + metric:>15}{'train s':>10}{'cpu s':>9}{'examples/s':>12}"
              f"{'epochs':>8}{'~s to ref':>11}"]
     for side in [reference, *recipes]:
         to_ref = side.get("seconds_to_reference")
-        lines.append(f"{side['name']:<26}{fmt(side['val']):>15}{fmt(side['test']):>15}{side['seconds']:>10.1f}"
+        lines.append(f"{side['name']:<32}{fmt(side['val']):>15}{fmt(side['test']):>15}{side['seconds']:>10.1f}"
                      f"{side['cpu_seconds']:>9.1f}"
                      f"{side['examples_per_second']:>12.0f}{side['epochs']:>8.0f}"
                      f"{(f'{to_ref:.1f}' if to_ref else '-'):>11}")
@@ -330,6 +333,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--runs-dir", default="runs", help="parent of the dlapps run directories (default runs/)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder of the JSON")
     parser.add_argument("--smoke", action="store_true", help="tiny settings: embedded data, smoke profile")
+    parser.add_argument("--precision", default="float32",
+                        help="dlapps side only, as `dlapps train --precision`: float32 (default), mixed_float16 "
+                        "(GPU), mixed_bfloat16 (GPU/TPU, or a CPU with bf16 instructions); the references stay float32")
+    parser.add_argument("--jit", action="store_true", help="dlapps side only: XLA-compile training, as `dlapps train --jit`")
     args = parser.parse_args(argv)
 
     from dlapps import config, get_task
@@ -367,8 +374,11 @@ def main(argv: list[str] | None = None) -> dict:
                 cfg.val_fraction, cfg.test_fraction, cfg.seed):
             raise SystemExit(f"profile {profile} splits the data differently from {profiles[0]}: "
                              "compare profiles with the same val/test fractions and seed")
-        runs = [dlapps_recipe(task, profile_cfg, seed, args.runs_dir, metric, reference["val"], goal) for seed in seeds]
-        recipes.append({**summary(f"dlapps {profile}", runs), "config": config.to_dict(profile_cfg)})
+        runs = [dlapps_recipe(task, profile_cfg, seed, args.runs_dir, metric, reference["val"], goal,
+                              args.precision, args.jit) for seed in seeds]
+        flags = "".join([f" {args.precision}" if args.precision != "float32" else "", " xla" if args.jit else ""])
+        recipes.append({**summary(f"dlapps {profile}{flags}", runs), "config": config.to_dict(profile_cfg),
+                        "precision": args.precision, "jit": args.jit})
 
     text = table(task.name, metric, goal, reference, recipes)
     print(f"{facts['cpu']}, {facts['cores']} cores, load {facts['load_average_at_start'][0]:.1f} at start; "

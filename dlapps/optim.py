@@ -370,7 +370,7 @@ def lr_range_test(task, cfg, runtime=None, steps: int = 300, min_lr: float = 1e-
     cfg = dataclasses.replace(cfg, lr_schedule="constant", learning_rate=min_lr)
     data = with_batch_facts(task.load_data(cfg), global_batch_size)
     train = batched(data.train, global_batch_size, shuffle=True, cache=cfg.cache, shuffle_buffer=cfg.shuffle_buffer,
-                    seed=cfg.seed).repeat()
+                    seed=cfg.seed, augment=data.augment).repeat()
     with strategy.scope():
         model = task.build_model(cfg, data.info)
     task.before_fit(model, data, cfg)

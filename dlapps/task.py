@@ -25,6 +25,12 @@ class Data:
     (e.g. `text, label`) to its length as a scalar int32; with `length_boundaries` (ascending
     lengths) `dlapps.data.pipeline.fit_datasets` batches training examples of similar length
     together (fewer padded time steps for a recurrent layer).
+
+    `augment` (optional): a TensorFlow function of one training batch's parts (e.g. `images,
+    labels`) to the same parts randomly transformed, e.g. Keras random image layers. The
+    training pipeline maps it over every batch with parallel calls (`dlapps.data.pipeline`), so
+    on a CPU it runs beside the training step and the model itself keeps no random layers (and
+    can be XLA-compiled). Validation, test and prediction data are never augmented.
     """
 
     train: tf.data.Dataset | None
@@ -33,6 +39,7 @@ class Data:
     info: dict[str, Any]
     length: Callable[..., Any] | None = None
     length_boundaries: list[int] | None = None
+    augment: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@
 #   (LeNet-5, 1998, already stacked conv and pooling layers this way);
 # - **batch normalisation** and **dropout**, which make the deeper version train fast and
 #   generalise;
-# - **data augmentation inside the model**: random small rotations, shifts and zooms, active only
-#   during training, teach the network that a slightly moved digit is the same digit;
+# - **data augmentation**: random small rotations, shifts and zooms of every training batch, made
+#   in the tf.data input pipeline, teach the network that a slightly moved digit is the same digit;
 # - **preprocessing inside the model**: the saved model takes raw uint8 pixels (0-255); the
 #   `Rescaling(1/255)` layer is part of it, so nobody has to remember to divide by 255.
 
@@ -68,6 +68,30 @@ for ax, image, label in zip(axes.ravel(), splits.x_train[:16], splits.y_train[:1
     ax.axis("off")
 plt.show()
 assert splits.x_train.dtype == np.uint8 and splits.x_train.shape[1:] == (28, 28, 1)
+
+# %% [markdown]
+# ### Augmentation
+#
+# Each epoch, every training digit is rotated (up to `rotation` of a turn), shifted (up to
+# `translation` of the image size) and zoomed (up to `zoom`) at random, with black filling what
+# moves in. This happens in the tf.data pipeline (`Data.augment`), on batches of raw uint8 images,
+# so the network hardly ever sees the same image twice, and the saved model holds no random
+# layers. Below, one digit and five of its draws: the label stays, the pixels change.
+
+# %%
+augment = task.load_data(cfg).augment
+digit, label = splits.x_train[:1], splits.y_train[:1]
+draws = [augment(digit, label) for _ in range(5)]
+fig, axes = plt.subplots(1, 6, figsize=(9, 1.8))
+for ax, (image, title) in zip(axes, [(digit, "original"), *((d[0].numpy(), f"draw {i + 1}") for i, d in enumerate(draws))]):
+    ax.imshow(image[0, ..., 0], cmap="gray")
+    ax.set_title(title)
+    ax.axis("off")
+plt.show()
+changed = [float(np.mean(d[0].numpy() != digit)) for d in draws]
+print(f"pixels changed per draw: {', '.join(f'{c:.0%}' for c in changed)}")
+assert all(d[0].dtype == np.uint8 and d[0].shape == digit.shape and np.asarray(d[1])[0] == label[0] for d in draws)
+assert min(changed) > 0.02
 
 # %% [markdown]
 # ## The model

@@ -108,3 +108,30 @@ def test_mirrored_strategy_on_two_logical_cpus(runs):
     assert result.metrics["replicas"] == 2 and result.metrics["global_batch_size"] == 2 * cfg.batch_size
     assert result.history["loss"][-1] < result.history["loss"][0]
     assert np.isfinite(result.metrics["test"]["loss"]) and result.metrics["test"]["accuracy"] > 0.2
+
+
+def test_training_batches_are_augmented_in_the_pipeline_as_raw_uint8():
+    """Rotation, shift and zoom happen in tf.data: training sees changed uint8 images, labels kept."""
+    from dlapps.data.pipeline import fit_datasets
+
+    cfg = config.resolve(TASK, "smoke")
+    data = TASK.load_data(cfg)
+    raw = {image.tobytes() for image, _ in data.train.as_numpy_iterator()}
+    train, _ = fit_datasets(data, cfg, 64)
+    images, labels = (np.concatenate(parts) for parts in zip(*train.as_numpy_iterator()))
+    assert images.dtype == np.uint8 and images.shape[1:] == (28, 28, 1)
+    assert sorted(labels) == sorted(label for _, label in data.train.as_numpy_iterator())
+    assert np.mean([image.tobytes() in raw for image in images]) < 0.2
+
+    off = dataclasses.replace(cfg, augment=False)
+    data_off = TASK.load_data(off)
+    assert data_off.augment is None
+    train_off, _ = fit_datasets(data_off, off, 64)
+    assert all(image.tobytes() in raw for image, _ in train_off.unbatch().as_numpy_iterator())
+
+
+def test_the_model_holds_no_random_layers_so_training_compiles_with_xla(runs):
+    cfg = dataclasses.replace(config.resolve(TASK, "smoke"), epochs=1)
+    result = training.train(TASK, cfg, Runtime(jit=True), **runs)
+    assert result.model.jit_compile  # Keras turns XLA off (with a warning) for a model with random layers
+    assert np.isfinite(result.history["loss"][0])

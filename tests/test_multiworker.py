@@ -25,8 +25,9 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def run_workers(tmp_path: Path, extra_env: dict | None = None, timeout: float = 240, sets: tuple = ()):
-    """Start two workers with TF_CONFIG (`sets`: more `--set` values); returns (code, stdout, stderr)s."""
+def run_workers(tmp_path: Path, extra_env: dict | None = None, timeout: float = 240, sets: tuple = (),
+                task: str = "tabular"):
+    """Start two workers with TF_CONFIG training `task` (`sets`: more `--set` values); returns (code, stdout, stderr)s."""
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     processes = []
@@ -35,7 +36,7 @@ def run_workers(tmp_path: Path, extra_env: dict | None = None, timeout: float = 
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
                **(extra_env or {})}
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "dlapps", "train", "tabular", "--profile", "smoke", "--quiet",
+            [sys.executable, "-m", "dlapps", "train", task, "--profile", "smoke", "--quiet",
              "--strategy", "multiworker", "--runs-dir", str(tmp_path / "runs"), "--set", "epochs=3",
              *(arg for value in sets for arg in ("--set", value))],
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -53,13 +54,16 @@ def run_workers(tmp_path: Path, extra_env: dict | None = None, timeout: float = 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sets", [(), ("model=nca", "depth=0")], ids=["mlp", "nca"])
-def test_two_workers_train_together_to_identical_weights(tmp_path, sets):
-    """model=nca also writes its training rows into the model on each worker before training (no batch
-    norm in either: each worker would keep the moving statistics of its own batches)."""
+@pytest.mark.parametrize("task, sets", [("tabular", ()), ("tabular", ("model=nca", "depth=0")),
+                                        ("mnist", ("batch_norm=false", "batch_size=32", "val_fraction=0.2", "test_fraction=0.5"))],
+                         ids=["mlp", "nca", "mnist"])
+def test_two_workers_train_together_to_identical_weights(tmp_path, task, sets):
+    """model=nca also writes its training rows into the model on each worker before training; mnist
+    augments its training batches in each worker's tf.data pipeline. No batch norm in any: each
+    worker would keep the moving statistics of its own batches."""
     from dlapps.runs import load_model
 
-    results = run_workers(tmp_path, sets=sets)
+    results = run_workers(tmp_path, sets=sets, task=task)
     for code, _, err in results:
         assert code == 0, err[-3000:]
     outputs = [json.loads(out) for _, out, _ in results]

@@ -22,21 +22,25 @@ def _unbatched(dataset, shuffle: bool, cache: bool, shuffle_buffer: int, seed: i
 
 
 def batched(dataset, batch_size: int, shuffle: bool = False, cache: bool = False,
-            shuffle_buffer: int = 10_000, seed: int | None = None, drop_remainder: bool = False):
-    """`dataset` (unbatched) cached, shuffled, batched by `batch_size` and prefetched.
+            shuffle_buffer: int = 10_000, seed: int | None = None, drop_remainder: bool = False,
+            augment=None):
+    """`dataset` (unbatched) cached, shuffled, batched by `batch_size`, augmented and prefetched.
 
     `batch_size` is the global batch (per-replica batch x replicas under a tf.distribute
-    strategy, which splits each batch across its replicas).
+    strategy, which splits each batch across its replicas). `augment` (a `Data.augment`) is
+    mapped over the batches after the cache, with parallel calls, so every epoch sees new draws.
     """
     import tensorflow as tf
 
     dataset = _unbatched(dataset, shuffle, cache, shuffle_buffer, seed)
-    return dataset.batch(batch_size, drop_remainder=drop_remainder,
-                         num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def bucketed(dataset, batch_size: int, length, boundaries: list[int], cache: bool = False,
-             shuffle_buffer: int = 10_000, seed: int | None = None, steps: int | None = None):
+             shuffle_buffer: int = 10_000, seed: int | None = None, steps: int | None = None, augment=None):
     """Shuffled training batches of `batch_size` examples of similar length, prefetched.
 
     `length(*element)` gives an element's length (scalar int32); `boundaries` (ascending) cut the
@@ -45,7 +49,7 @@ def bucketed(dataset, batch_size: int, length, boundaries: list[int], cache: boo
     The examples are shuffled before bucketing, so every batch is still a random draw within its
     length range; each bucket's last batch of an epoch may be smaller. The dataset's cardinality
     is set to that number of batches (`steps`, counted by `bucketed_steps` when not given), so
-    Keras knows the epoch's length.
+    Keras knows the epoch's length. `augment` is mapped over the batches as in `batched`.
     """
     import tensorflow as tf
 
@@ -54,6 +58,8 @@ def bucketed(dataset, batch_size: int, length, boundaries: list[int], cache: boo
     dataset = _unbatched(dataset, True, cache, shuffle_buffer, seed)
     dataset = dataset.bucket_by_sequence_length(length, bucket_boundaries=[int(b) for b in boundaries],
                                                 bucket_batch_sizes=[batch_size] * (len(boundaries) + 1))
+    if augment is not None:
+        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(tf.data.AUTOTUNE)
 
 
@@ -96,7 +102,8 @@ def with_batch_facts(data, global_batch_size: int):
 
 
 def fit_datasets(data, cfg, global_batch_size: int):
-    """(train, val) batched for `model.fit`: the training split shuffled, val None when absent.
+    """(train, val) batched for `model.fit`: the training split shuffled (and augmented, when the
+    data has `augment`), val None when absent.
 
     When the data gives a `length` function and `length_boundaries`, training batches hold
     examples of similar length (`bucketed`); their number comes from `with_batch_facts` when it
@@ -106,9 +113,9 @@ def fit_datasets(data, cfg, global_batch_size: int):
         counted = data.info.get("global_batch_size") == global_batch_size
         train = bucketed(data.train, global_batch_size, data.length, data.length_boundaries, cache=cfg.cache,
                          shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed,
-                         steps=data.info.get("steps_per_epoch") if counted else None)
+                         steps=data.info.get("steps_per_epoch") if counted else None, augment=data.augment)
     else:
         train = batched(data.train, global_batch_size, shuffle=True, cache=cfg.cache,
-                        shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed)
+                        shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed, augment=data.augment)
     val = batched(data.val, global_batch_size, cache=cfg.cache) if data.val is not None else None
     return train, val

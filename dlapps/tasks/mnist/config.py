@@ -27,7 +27,7 @@ class Config(TrainConfig):
     """Dropout before the classifier (and half of it after each conv block)."""
     batch_norm: bool = True
     augment: bool = True
-    """Random rotation/translation/zoom layers inside the model (active in training only)."""
+    """Random rotation/translation/zoom of the training batches, in the tf.data pipeline (not the model)."""
     rotation: float = 0.05
     """Max random rotation, as a fraction of a full turn (0.05 = 18 degrees)."""
     translation: float = 0.1

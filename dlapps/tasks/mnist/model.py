@@ -2,12 +2,14 @@
 
 Architecture (LeNet's conv/pool lineage with modern parts)::
 
-    uint8 (28, 28, 1) -> Rescaling(1/255) -> [RandomRotation, RandomTranslation, RandomZoom]
+    uint8 (28, 28, 1) -> Rescaling(1/255)
     -> conv_blocks x ([Conv3x3 -> (BatchNorm) -> ReLU] x convs_per_block -> MaxPool 2x2 -> Dropout)
     -> Flatten -> Dense(dense_units, ReLU) named "features" -> Dropout -> Dense(classes, softmax)
 
-Rescaling and augmentation live inside the model: the saved model takes raw uint8 images, and
-the random layers are active only in training (`fit`), identity in `predict`/`evaluate`.
+Rescaling lives inside the model: the saved model takes raw uint8 images. The augmentation
+(random rotation, shift and zoom) runs in the training pipeline (`dlapps.tasks.mnist.data`), so
+the model holds no random layers: cheaper on a CPU, where tf.data works beside the training
+step, and XLA-compilable (`dlapps train --jit`).
 """
 
 from __future__ import annotations
@@ -48,15 +50,6 @@ def build_model(cfg: Config, info: dict, hp=None) -> keras.Model:
     height, width, channels = info.get("image_shape", [IMAGE_SIZE, IMAGE_SIZE, 1])
     inputs = keras.Input(shape=(height, width, channels), dtype="uint8", name="image")
     x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    if cfg.augment:
-        # MNIST background is black: shifted/rotated-in pixels are filled with 0.
-        if cfg.rotation > 0:
-            x = keras.layers.RandomRotation(cfg.rotation, fill_mode="constant", name="random_rotation")(x)
-        if cfg.translation > 0:
-            x = keras.layers.RandomTranslation(cfg.translation, cfg.translation, fill_mode="constant",
-                                               name="random_translation")(x)
-        if cfg.zoom > 0:
-            x = keras.layers.RandomZoom(cfg.zoom, cfg.zoom, fill_mode="constant", name="random_zoom")(x)
     for block in range(conv_blocks):
         width_here = filters * 2 ** block
         for i in range(cfg.convs_per_block):
