@@ -135,3 +135,34 @@ def test_the_model_holds_no_random_layers_so_training_compiles_with_xla(runs):
     result = training.train(TASK, cfg, Runtime(jit=True), **runs)
     assert result.model.jit_compile  # Keras turns XLA off (with a warning) for a model with random layers
     assert np.isfinite(result.history["loss"][0])
+
+
+def test_elastic_distortion_moves_each_pixel_by_its_own_smooth_field_per_image_and_axis():
+    """Images whose two channels are the x and y coordinates: bilinear resampling of a linear ramp is
+    exact, so inside the frame the output is where each pixel was read from, i.e. the field itself."""
+    from dlapps.tasks.mnist.data import elastic_distortion
+
+    keras.utils.set_random_seed(3)
+    ys, xs = np.meshgrid(np.arange(28.0), np.arange(28.0), indexing="ij")
+    ramps = np.repeat(np.stack([xs, ys], -1)[None].astype("float32"), 8, axis=0)  # 8 identical images
+    assert np.array_equal(np.asarray(elastic_distortion(ramps, 0.0, 4.0)), ramps)
+    out = np.asarray(elastic_distortion(ramps, 3.0, 4.0))
+    assert out.shape == ramps.shape and out.dtype == np.float32
+    inner = (slice(None), slice(6, 22), slice(6, 22))
+    dx = (out[..., 0] - ramps[..., 0])[inner]
+    dy = (out[..., 1] - ramps[..., 1])[inner]
+    assert 0.05 < np.abs(dx).mean() < 3 and 0.05 < np.abs(dy).mean() < 3  # moved, by at most alpha pixels
+    assert not np.allclose(dx, dy, atol=0.05)  # one field per axis
+    assert not np.allclose(dx[0], dx[1], atol=0.05)  # one field per image
+    assert np.abs(np.diff(dx, axis=2)).mean() < 0.5 * np.abs(dx).mean()  # smooth: neighbours move alike
+
+    blank = np.full((2, 28, 28, 1), 100.0, np.float32)  # the weights of the four neighbours sum to 1
+    assert np.allclose(np.asarray(elastic_distortion(blank, 2.0, 4.0))[:, 5:23, 5:23], 100.0, atol=1e-3)
+
+
+def test_negative_augmentation_amounts_are_one_line_errors():
+    from dlapps.tasks.mnist.data import augmentation
+
+    for key, value in (("rotation", -0.1), ("elastic_alpha", -1.0), ("elastic_sigma", 0.0)):
+        with pytest.raises(UserError, match=key):
+            augmentation(dataclasses.replace(config.resolve(TASK, "smoke"), **{key: value}))

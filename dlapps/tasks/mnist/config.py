@@ -34,3 +34,7 @@ class Config(TrainConfig):
     """Max random shift, as a fraction of the image size."""
     zoom: float = 0.1
     """Max random zoom in or out, as a fraction."""
+    elastic_alpha: float = 0.0
+    """Elastic distortion (Simard et al. 2003) strength, in pixels of displacement; 0 = off."""
+    elastic_sigma: float = 4.0
+    """Smoothness of the elastic displacement field: the Gaussian's standard deviation, in pixels."""
