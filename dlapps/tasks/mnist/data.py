@@ -67,9 +67,9 @@ def augmentation(cfg: Config):
     filled with 0 (MNIST's black background) and the pixels rounded back to uint8, so the model
     sees what it sees in prediction: raw uint8 images. The draws follow the Keras random seed
     (`dlapps train --seed`) and differ in every epoch. Running in tf.data (with parallel calls)
-    instead of inside the model keeps the saved model free of random layers: the training step
-    can then be XLA-compiled (`dlapps train --jit`). Raises UserError for a negative amount or an
-    elastic_sigma that is not positive.
+    instead of inside the model keeps the saved model free of random layers, which Keras
+    requires before it XLA-compiles a training step (`dlapps train --jit`). Raises UserError
+    for a negative amount or an elastic_sigma that is not positive.
     """
     amounts = {"rotation": cfg.rotation, "translation": cfg.translation, "zoom": cfg.zoom,
                "elastic_alpha": cfg.elastic_alpha}
