@@ -109,13 +109,14 @@ def write_run(run_dir: Path, task, cfg, info: dict, metrics: dict, history: dict
 
 
 def save_model_card(task, cfg, run_dir: Path, saved_dir: Path, metrics: dict, info: dict,
-                    precision: str = "float32", trained_on: str | None = None) -> Path:
+                    precision: str = "float32", trained_on: str | None = None, jit: bool = False) -> Path:
     """Copy a run's model into `saved_dir` with metrics.json, info.json, config files and a README card.
 
     The copy has no optimizer state (the run directory keeps the resumable one) and no machine
     paths: an absolute data path becomes relative to the current directory, or its file name and
     sha256.
 
+    The card's Reproduce command repeats the run's `--precision` (and `--jit` when `jit`).
     The card's notes come from the task module (`task.model_notes`); `trained_on` names the
     machine when it is not this one (default: `hardware()`). When `saved_dir` already holds a
     model (`--save --overwrite`), the card gains a "What changed" section: the settings that differ
@@ -172,7 +173,7 @@ Trained by `dlapps train {task.name}`; model file `model.keras` (Keras 3), which
 {changes_from(replaced, config_lib.to_dict(cfg), metrics, config_lib.to_dict(type(cfg)()))}
 ## Reproduce
 ```
-dlapps train {task.name} --config saved_models/{task.name}/config.toml --precision {precision} --save --overwrite
+dlapps train {task.name} --config saved_models/{task.name}/config.toml --precision {precision}{" --jit" if jit else ""} --save --overwrite
 ```
 (`config.toml` holds every setting, the data path included; `config.json` adds the runtime.)
 """

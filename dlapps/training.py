@@ -211,7 +211,8 @@ def train(task: Task, cfg, runtime: Runtime = Runtime(), runs_root: str | Path =
     runs.write_run(run_dir, task, cfg, info, metrics, history, runtime_facts, replicas)
     task.make_plots(eval_model, data, cfg, run_dir / "plots")
     if save and chief:
-        runs.save_model_card(task, cfg, run_dir, saved_dir, metrics, info, precision=runtime.precision)
+        runs.save_model_card(task, cfg, run_dir, saved_dir, metrics, info, precision=runtime.precision,
+                             jit=runtime.jit)
     if not quiet:
         print(f"dlapps: {task.name} test metrics: {runs.short(metrics['test'])}", file=sys.stderr)
         print(f"dlapps: wrote {run_dir}", file=sys.stderr)

@@ -144,3 +144,10 @@ def test_python_api_wrappers(tmp_path, monkeypatch):
     assert metrics["loss"] == pytest.approx(result.metrics["test"]["loss"], rel=1e-5)
     tuned = dlapps.tune("tiny", "smoke", max_trials=2, run_dir=tmp_path / "tune", quiet=True)
     assert len(tuned.trials) == 2 and 2 <= tuned.best_config.units <= 16
+
+
+def test_the_model_card_repeats_the_runtime_flags_that_trained_it(runs):
+    cfg = dataclasses.replace(TinyConfig(), epochs=1)
+    training.train(TINY, cfg, Runtime(precision="mixed_bfloat16", jit=True), save=True, **runs)
+    card = (runs["saved_models_root"] / "tiny" / "README.md").read_text()
+    assert "--config saved_models/tiny/config.toml --precision mixed_bfloat16 --jit --save --overwrite" in card
