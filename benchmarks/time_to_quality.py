@@ -4,6 +4,7 @@
     python benchmarks/time_to_quality.py --task mnist --profile fast,full
     python benchmarks/time_to_quality.py --task tabular --seeds 3        # HGB vs `full`, 3 initial seeds
     python benchmarks/time_to_quality.py --task sentiment
+    python benchmarks/time_to_quality.py --task mnist --profile full --precision mixed_bfloat16 [--jit]
 
 Both sides train, in one process and one after the other, on the training split that the dlapps
 task makes of the shared data (`../shared/data`, or `$DLAPPS_SHARED_DATA`; the task's embedded
@@ -29,6 +30,9 @@ training time. "cpu s" are the process's CPU seconds (all threads) in the same s
 shared with other work they vary less than wall-clock seconds. Ratios are dlapps / reference, measured in the same run: on a shared or busy
 machine compare ratios, not seconds. A JSON with the machine, versions and every figure is
 written to `--out` (default benchmarks/results/).
+
+`--precision` and `--jit` apply to the dlapps side only (as `dlapps train --precision/--jit`; its
+row is named with them); the references stay what a user would copy: float32, no XLA.
 
 This is a benchmark, never a test: nothing here asserts a time.
 """

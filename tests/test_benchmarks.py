@@ -55,3 +55,15 @@ def test_tabular_reference_scores_hgb_with_native_categories():
     parts = [to_dataset(frame.iloc[s], y[s], kinds) for s in (slice(0, 400), slice(400, 500), slice(500, n))]
     result = load_benchmark().tabular_reference(Data(*parts, {"kinds": kinds}), seed=0, max_iter=100)
     assert result["n_train"] == 400 and result["val"] < 0.5 and result["test"] < 0.5  # the target's std is ~4
+
+
+def test_precision_and_xla_reach_the_dlapps_side_only(tmp_path, capsys):
+    benchmark = load_benchmark()
+    result = benchmark.main(["--task", "tabular", "--smoke", "--set", "epochs=1", "--precision", "mixed_bfloat16",
+                             "--jit", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "results")])
+    (recipe,) = result["dlapps"]
+    assert recipe["name"] == "dlapps smoke mixed_bfloat16 xla" and recipe["precision"] == "mixed_bfloat16"
+    assert "dlapps smoke mixed_bfloat16 xla / reference" in capsys.readouterr().out
+    (run_dir,) = (tmp_path / "runs" / "tabular").iterdir()
+    runtime = json.loads((run_dir / "config.json").read_text())["runtime"]
+    assert runtime["precision"] == "mixed_bfloat16" and runtime["jit"] is True
