@@ -254,7 +254,8 @@ def dlapps_recipe(task, cfg, seed: int, runs_dir: str, metric: str, reference_va
             "val": float(result.metrics["val"][metric]), "test": float(result.metrics["test"][metric]),
             "epochs_to_reference": reached,
             "seconds_to_reference": seconds * reached / epochs if reached else None,
-            "run_dir": str(result.run_dir), "seed": seed}
+            "run_dir": str(result.run_dir), "seed": seed,
+            "xla": bool(result.model.jit_compile)}  # Keras turns --jit off for a model with layers XLA cannot compile
 
 
 # ----------------------------------------------------------------------------- report
@@ -380,7 +381,8 @@ def main(argv: list[str] | None = None) -> dict:
                              "compare profiles with the same val/test fractions and seed")
         runs = [dlapps_recipe(task, profile_cfg, seed, args.runs_dir, metric, reference["val"], goal,
                               args.precision, args.jit) for seed in seeds]
-        flags = "".join([f" {args.precision}" if args.precision != "float32" else "", " xla" if args.jit else ""])
+        xla = "" if not args.jit else " xla" if all(run["xla"] for run in runs) else " (xla refused)"
+        flags = (f" {args.precision}" if args.precision != "float32" else "") + xla
         recipes.append({**summary(f"dlapps {profile}{flags}", runs), "config": config.to_dict(profile_cfg),
                         "precision": args.precision, "jit": args.jit})
 
