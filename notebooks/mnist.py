@@ -79,7 +79,9 @@ assert splits.x_train.dtype == np.uint8 and splits.x_train.shape[1:] == (28, 28,
 # layers. Below, one digit and five of its draws: the label stays, the pixels change.
 
 # %%
-augment = task.load_data(cfg).augment
+from dlapps.tasks.mnist.data import augmentation
+
+augment = augmentation(cfg)  # what load_data puts in Data.augment
 digit, label = splits.x_train[:1], splits.y_train[:1]
 draws = [augment(digit, label) for _ in range(5)]
 fig, axes = plt.subplots(1, 6, figsize=(9, 1.8))

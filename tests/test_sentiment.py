@@ -316,6 +316,19 @@ def test_length_buckets_batch_texts_of_similar_length_and_still_cover_every_exam
     assert max(mixed) > 1
 
 
+def test_length_buckets_keep_the_datas_training_batch_augmentation():
+    import tensorflow as tf
+
+    from dlapps.data import pipeline
+
+    cfg = dataclasses.replace(config.resolve(TASK, "smoke"), length_buckets=3, batch_size=16)
+    data = dataclasses.replace(TASK.load_data(cfg), augment=lambda texts, *rest: (tf.strings.upper(texts), *rest))
+    assert data.length_boundaries
+    train, _ = pipeline.fit_datasets(data, cfg, 16)
+    seen = [t.decode() for texts, *_ in train.as_numpy_iterator() for t in texts]
+    assert sorted(seen) == sorted(t.decode().upper() for t, *_ in data.train.as_numpy_iterator())
+
+
 def test_length_buckets_tell_keras_and_the_schedule_the_true_number_of_steps(recwarn):
     from dlapps.data import pipeline
 
