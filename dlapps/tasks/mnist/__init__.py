@@ -19,8 +19,8 @@ TASK = Task(
     objective=("val_accuracy", "max"),
     predict_options=PREDICT_OPTIONS,
     model_notes=("Input: raw uint8 images (N, 28, 28, 1), light digit on dark background as in MNIST "
-                 "(Rescaling is inside the model; the training augmentation ran in the tf.data pipeline, so the "
-                 "model holds no random layers). The penultimate layer, named "
+                 "(Rescaling is inside the model; any training augmentation runs in the tf.data pipeline, so "
+                 "the model holds no random layers). The penultimate layer, named "
                  "'features', is a stable embedding (dlapps.tasks.mnist.feature_extractor)."),
 )
 
