@@ -123,6 +123,14 @@ def test_training_batches_are_augmented_in_the_pipeline_as_raw_uint8():
     assert sorted(labels) == sorted(label for _, label in data.train.as_numpy_iterator())
     assert np.mean([image.tobytes() in raw for image in images]) < 0.2
 
+    epochs = []
+    for _ in range(2):  # as in a run: the seed set, then the data loaded; the draws come in a fixed order
+        keras.utils.set_random_seed(5)
+        train, _ = fit_datasets(TASK.load_data(cfg), cfg, 64)
+        epochs.append([np.concatenate([x for x, _ in train.as_numpy_iterator()]) for _ in range(2)])
+    assert np.array_equal(epochs[0][0], epochs[1][0]) and np.array_equal(epochs[0][1], epochs[1][1])
+    assert not np.array_equal(epochs[0][0], epochs[0][1])  # every epoch draws anew
+
     off = dataclasses.replace(cfg, augment=False)
     data_off = TASK.load_data(off)
     assert data_off.augment is None
@@ -160,9 +168,29 @@ def test_elastic_distortion_moves_each_pixel_by_its_own_smooth_field_per_image_a
     assert np.allclose(np.asarray(elastic_distortion(blank, 2.0, 4.0))[:, 5:23, 5:23], 100.0, atol=1e-3)
 
 
+def test_stroke_width_thickens_or_thins_each_image_by_its_own_draw():
+    from dlapps.tasks.mnist.data import stroke_width
+
+    bar = np.zeros((64, 28, 28, 1), np.float32)
+    bar[:, 8:20, 12:15] = 200.0  # a vertical stroke 3 pixels wide
+    assert np.array_equal(np.asarray(stroke_width(bar, 0.0)), bar)
+    keras.utils.set_random_seed(2)
+    out = np.asarray(stroke_width(bar, 1.0))
+    assert out.shape == bar.shape and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 200.0
+    ink = out.sum(axis=(1, 2, 3)) / bar[0].sum()  # > 1: thicker, < 1: thinner
+    assert ink.max() > 1.3 and ink.min() < 0.7 and len(np.unique(np.round(ink, 3))) > 32
+    thick = out[np.argmax(ink), ..., 0]
+    assert thick[14, 11] > 0 and thick[14, 15] > 0 and thick[14, 10] == 0  # one pixel wider on each side
+    thin = out[np.argmin(ink), ..., 0]
+    assert thin[14, 13] == 200.0 and thin[14, 12] < 200.0 and thin[14, 14] < 200.0  # the centre column stays
+
+
 def test_negative_augmentation_amounts_are_one_line_errors():
     from dlapps.tasks.mnist.data import augmentation
 
-    for key, value in (("rotation", -0.1), ("elastic_alpha", -1.0), ("elastic_sigma", 0.0)):
+    with pytest.raises(UserError, match="stroke_width=1.5"):
+        augmentation(dataclasses.replace(config.resolve(TASK, "smoke"), stroke_width=1.5))
+    for key, value in (("rotation", -0.1), ("elastic_alpha", -1.0), ("elastic_sigma", 0.0), ("stroke_width", -0.2)):
         with pytest.raises(UserError, match=key):
             augmentation(dataclasses.replace(config.resolve(TASK, "smoke"), **{key: value}))

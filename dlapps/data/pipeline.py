@@ -28,14 +28,18 @@ def batched(dataset, batch_size: int, shuffle: bool = False, cache: bool = False
 
     `batch_size` is the global batch (per-replica batch x replicas under a tf.distribute
     strategy, which splits each batch across its replicas). `augment` (a `Data.augment`) is
-    mapped over the batches after the cache, with parallel calls, so every epoch sees new draws.
+    mapped over the batches after the cache, one batch at a time so that a seed gives the same
+    draws (prefetched, so beside the training step); every epoch sees new draws.
     """
     import tensorflow as tf
 
     dataset = _unbatched(dataset, shuffle, cache, shuffle_buffer, seed)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
-        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        # One batch at a time, so the random draws (from stateful random ops) come in a fixed order
+        # and a seed repeats a run bit for bit; parallel calls drew them in whatever order the
+        # threads ran. The prefetch still overlaps it with the training step.
+        dataset = dataset.map(augment)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -59,7 +63,7 @@ def bucketed(dataset, batch_size: int, length, boundaries: list[int], cache: boo
     dataset = dataset.bucket_by_sequence_length(length, bucket_boundaries=[int(b) for b in boundaries],
                                                 bucket_batch_sizes=[batch_size] * (len(boundaries) + 1))
     if augment is not None:
-        dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(augment)  # one batch at a time: see `batched`
     return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(tf.data.AUTOTUNE)
 
 

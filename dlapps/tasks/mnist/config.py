@@ -27,7 +27,7 @@ class Config(TrainConfig):
     """Dropout before the classifier (and half of it after each conv block)."""
     batch_norm: bool = True
     augment: bool = True
-    """Random rotation/translation/zoom of the training batches, in the tf.data pipeline (not the model)."""
+    """Random distortions of the training batches (the amounts below), in the tf.data pipeline (not the model)."""
     rotation: float = 0.05
     """Max random rotation, as a fraction of a full turn (0.05 = 18 degrees)."""
     translation: float = 0.1
@@ -38,3 +38,5 @@ class Config(TrainConfig):
     """Elastic distortion (Simard et al. 2003) strength, in pixels of displacement; 0 = off."""
     elastic_sigma: float = 4.0
     """Smoothness of the elastic displacement field: the Gaussian's standard deviation, in pixels."""
+    stroke_width: float = 0.0
+    """Random stroke thickening/thinning: the largest step (0-1) towards a 3x3 dilation or erosion; 0 = off."""

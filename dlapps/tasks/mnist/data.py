@@ -58,25 +58,48 @@ def elastic_distortion(images, alpha: float, sigma: float):
             + wy * ((1 - wx) * pixels(y0 + 1, x0) + wx * pixels(y0 + 1, x0 + 1)))
 
 
+def stroke_width(images, amount: float):
+    """Random thickening or thinning of the strokes of a batch of images (grey-level dilation and
+    erosion, as in Wigington et al. 2017, "Data augmentation for recognition of handwritten words
+    and lines using a CNN-LSTM network", ICDAR).
+
+    Each image draws t ~ uniform(-amount, amount) and moves t of the way towards its 3x3 grey
+    dilation (t > 0: every pixel becomes the brightest of its neighbourhood, strokes about two
+    pixels wider) or its 3x3 erosion (t < 0: the darkest, strokes about two pixels thinner).
+    `images`: float32 (B, H, W, C), bright strokes on a dark background; returns the same shape
+    and dtype. `amount` in [0, 1].
+    """
+    import tensorflow as tf
+
+    t = tf.random.uniform(tf.stack([tf.shape(images)[0], 1, 1, 1]), -amount, amount)
+    dilated = tf.nn.max_pool2d(images, 3, 1, "SAME")
+    eroded = -tf.nn.max_pool2d(-images, 3, 1, "SAME")
+    return images + tf.nn.relu(t) * (dilated - images) + tf.nn.relu(-t) * (eroded - images)
+
+
 def augmentation(cfg: Config):
     """The training batches' random distortions (`Data.augment`), or None when off.
 
     A function of a batch `(images uint8 (B, H, W, C), labels)` to the same shapes and dtypes:
-    `elastic_distortion` (when `elastic_alpha` > 0), then Keras' RandomRotation,
-    RandomTranslation and RandomZoom (each only when its amount is above 0), with what moves in
-    filled with 0 (MNIST's black background) and the pixels rounded back to uint8, so the model
-    sees what it sees in prediction: raw uint8 images. The draws follow the Keras random seed
-    (`dlapps train --seed`) and differ in every epoch. Running in tf.data (with parallel calls)
-    instead of inside the model keeps the saved model free of random layers, which Keras
-    requires before it XLA-compiles a training step (`dlapps train --jit`). Raises UserError
-    for a negative amount or an elastic_sigma that is not positive.
+    `elastic_distortion` (when `elastic_alpha` > 0), `stroke_width` (when `stroke_width` > 0),
+    then Keras' RandomRotation, RandomTranslation and RandomZoom (each only when its amount is
+    above 0), with what moves in filled with 0 (MNIST's black background) and the pixels rounded
+    back to uint8, so the model sees what it sees in prediction: raw uint8 images. The draws
+    follow the Keras random seed (`dlapps train --seed`; the pipeline maps one batch at a time,
+    so a seed repeats them) and differ in every epoch. Running in tf.data instead of inside the
+    model keeps the saved model free of random layers, which Keras requires before it
+    XLA-compiles a training step (`dlapps train --jit`). Raises UserError for a negative
+    amount, a stroke_width above 1 or an elastic_sigma that is not positive.
     """
     amounts = {"rotation": cfg.rotation, "translation": cfg.translation, "zoom": cfg.zoom,
-               "elastic_alpha": cfg.elastic_alpha}
+               "elastic_alpha": cfg.elastic_alpha, "stroke_width": cfg.stroke_width}
     negative = [name for name, value in amounts.items() if value < 0]
     if negative or cfg.elastic_sigma <= 0:
         raise UserError(f"{', '.join(negative) or 'elastic_sigma'}: augmentation amounts must be >= 0 and "
                         "elastic_sigma > 0 (e.g. --set rotation=0.05 --set elastic_sigma=4)")
+    if cfg.stroke_width > 1:
+        raise UserError(f"stroke_width={cfg.stroke_width}: give a step from 0 (off) to 1 (a full 3x3 dilation "
+                        "or erosion), e.g. --set stroke_width=0.6")
     if not cfg.augment:
         return None
     import keras
@@ -85,6 +108,8 @@ def augmentation(cfg: Config):
     layers = []
     if cfg.elastic_alpha > 0:
         layers.append(lambda x, training: elastic_distortion(x, cfg.elastic_alpha, cfg.elastic_sigma))
+    if cfg.stroke_width > 0:
+        layers.append(lambda x, training: stroke_width(x, cfg.stroke_width))
     if cfg.rotation > 0:
         layers.append(keras.layers.RandomRotation(cfg.rotation, fill_mode="constant"))
     if cfg.translation > 0:
