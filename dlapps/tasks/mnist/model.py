@@ -7,7 +7,7 @@ Architecture (LeNet's conv/pool lineage with modern parts)::
     -> Flatten -> Dense(dense_units, ReLU) named "features" -> Dropout -> Dense(classes, softmax)
 
 Rescaling lives inside the model: the saved model takes raw uint8 images. The augmentation
-(random rotation, shift, zoom and elastic distortion) runs in the training pipeline
+(random rotation, shift, zoom, stroke width and elastic distortion) runs in the training pipeline
 (`dlapps.tasks.mnist.data`), beside the training step, so the model holds no random layers and
 can be XLA-compiled (`dlapps train --jit`, for a GPU or TPU: on a 2-core CPU, XLA made this
 model's training step 4-5 times slower than TensorFlow's own kernels).
