@@ -30,7 +30,8 @@ class Data:
     labels`) to the same parts randomly transformed, e.g. Keras random image layers. The
     training pipeline maps it over every batch, one batch at a time so that a seed repeats the
     draws, and prefetches (`dlapps.data.pipeline`), so on a CPU it runs beside the training step
-    and the model itself keeps no random layers (and can be XLA-compiled). Validation, test and prediction data are never augmented.
+    and the model itself keeps no random layers (and can be XLA-compiled). Validation, test and
+    prediction data are never augmented.
     """
 
     train: tf.data.Dataset | None
